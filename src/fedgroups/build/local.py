@@ -1,0 +1,148 @@
+"""The embedded engine: map (key + spill runs) then reduce (sort + write), on all cores.
+
+Worker processes are forked, so a key function defined in a notebook (a lambda) needs no
+pickling; the shared state below is set just before the pool starts.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from fedgroups.build.plan import BuildPlan
+from fedgroups.build.progress import Progress
+from fedgroups.build.reduce import reduce_partition
+from fedgroups.build.runs import MapResult, Run, map_units
+from fedgroups.errors import KeyFunctionError, SourceError
+from fedgroups.format.finish import PartitionResult
+from fedgroups.format.spec import KEY_COLUMN
+from fedgroups.keys.functions import KeyFunction
+from fedgroups.sources.base import Source
+
+
+@dataclass
+class _Shared:
+    source: Source
+    keyfn: KeyFunction
+    plan: BuildPlan
+    runs_root: str
+    on_missing_key: str
+    counter: Any
+
+
+_STATE: _Shared | None = None
+
+
+def _map_task(task: int, units: list[int]) -> MapResult:
+    s = _STATE
+    assert s is not None
+    return map_units(units, s.source, s.keyfn, runs_root=s.runs_root, name=f"t{task:05d}",
+                     num_partitions=s.plan.num_partitions, spill_bytes=s.plan.spill_bytes,
+                     on_missing_key=s.on_missing_key, progress=s.counter)
+
+
+def _reduce_task(partition: int, runs: list[Run], root: str, schema: pa.Schema,
+                 text_column: str | None) -> PartitionResult:
+    s = _STATE
+    assert s is not None
+    return reduce_partition(partition, runs, root=root, schema=schema, text_column=text_column,
+                            sort_in_memory_bytes=s.plan.sort_in_memory_bytes, scratch=s.runs_root)
+
+
+def _tasks(num_units: int, workers: int) -> list[list[int]]:
+    """Group units into about 4 tasks per worker, keeping each task's units consecutive."""
+    n = min(num_units, 4 * workers) or 1
+    return [list(range(num_units))[i::n] for i in range(n)] if num_units else [[]]
+
+
+def _run_all(pool: ProcessPoolExecutor | None, fn: Any, calls: list[tuple], bar: Progress,
+             advance: Any = None) -> list[Any]:
+    """Run calls in the pool (or inline), updating the bar; the first error cancels the rest."""
+    if pool is None:
+        out = []
+        for args in calls:
+            out.append(fn(*args))
+            bar.update(advance(out[-1]) if advance else None)
+        return out
+    futures: list[Future] = [pool.submit(fn, *args) for args in calls]
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+        for f in done:
+            if f.exception() is not None:
+                for p in pending:
+                    p.cancel()
+                raise f.exception()  # type: ignore[misc]
+            if advance:
+                bar.update(advance(f.result()))
+        if not advance:
+            bar.update(None)
+    return [f.result() for f in futures]
+
+
+def run_local(
+    source: Source, keyfn: KeyFunction, *, staging: str, plan: BuildPlan, text_column: str | None,
+    on_missing_key: str, progress: bool,
+) -> tuple[list[PartitionResult], pa.Schema, dict[str, Any]]:
+    """Build into ``staging``; return partition results, output schema and statistics."""
+    global _STATE
+    runs_root = os.path.join(staging, "_runs")
+    os.makedirs(runs_root)
+    counter = mp.get_context("fork").Value("q", 0)
+    _STATE = _Shared(source, keyfn, plan, runs_root, on_missing_key, counter)
+    stats: dict[str, Any] = {}
+    parallel_map = source.parallel and plan.workers > 1 and source.num_units > 1
+    pool = ProcessPoolExecutor(plan.workers, mp_context=mp.get_context("fork")) \
+        if plan.workers > 1 else None
+    try:
+        t0 = time.perf_counter()
+        with Progress("grouping", total=source.estimated_rows, unit="ex", enabled=progress,
+                      counter=counter) as bar:
+            map_pool = pool if parallel_map else None
+            tasks = _tasks(source.num_units, plan.workers if parallel_map else 1)
+            results: list[MapResult] = _run_all(map_pool, _map_task,
+                                                list(enumerate(tasks)), bar)
+        stats["map_seconds"] = time.perf_counter() - t0
+        rows_in = sum(r.rows_in for r in results)
+        dropped = sum(r.dropped for r in results)
+        if rows_in == 0:
+            raise SourceError(f"the input is empty: {source.description} has no examples")
+        if rows_in == dropped:
+            raise KeyFunctionError(
+                f"every one of the {rows_in} examples was dropped for having no key; "
+                f"check the key {keyfn.spec!r}")
+        key_types = {r.key_type for r in results if r.key_type and r.key_type != "null"}
+        if len(key_types) > 1:
+            raise KeyFunctionError(
+                f"the key function returned keys of several types ({sorted(key_types)}); "
+                "all keys must be of one type")
+        key_type = pa.type_for_alias(key_types.pop()) if key_types else pa.string()
+        schema = pa.schema([pa.field(KEY_COLUMN, key_type, nullable=False),
+                            *[f for f in source.schema if f.name != KEY_COLUMN]])
+        by_partition: dict[int, list[Run]] = {}
+        for r in results:
+            for run in r.runs:
+                by_partition.setdefault(run.partition, []).append(run)
+        # Largest partitions first: the slowest finish is then not at the end.
+        order = sorted(by_partition, key=lambda p: -sum(r.num_bytes for r in by_partition[p]))
+        t1 = time.perf_counter()
+        with Progress("writing", total=len(order), unit="part", enabled=progress) as bar:
+            parts = _run_all(pool, _reduce_task,
+                             [(p, by_partition[p], staging, schema, text_column) for p in order],
+                             bar, advance=lambda _: 1)
+        stats["reduce_seconds"] = time.perf_counter() - t1
+        stats.update(rows_in=rows_in, dropped=dropped,
+                     drop_examples=[w for r in results for w in r.drop_examples][:5])
+        return parts, schema, stats
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        _STATE = None
+        shutil.rmtree(runs_root, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""Reduce side of the local engine: one partition's runs → sorted shards + index rows.
+
+A partition that fits its memory budget is sorted in one go. One that does not (a skewed
+key, a group larger than RAM) is sorted run by run and then merged in bounded memory: only
+a window of each run is held at a time, so no group is ever held whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fedgroups.build.runs import RUN_BATCH_ROWS, Run
+from fedgroups.format.finish import PartitionResult
+from fedgroups.format.manifest import file_sha256
+from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
+from fedgroups.format.writer import ShardWriter
+
+_SORT = [(KEY_COLUMN, "ascending"), (ORDINAL_COLUMN, "ascending")]
+
+
+def _read_run(path: str) -> pa.Table:
+    with pa.OSFile(path, "rb") as f:
+        return pa.ipc.open_file(f).read_all()
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.take(pc.sort_indices(table, sort_keys=_SORT))
+
+
+def _write_run(path: str, table: pa.Table) -> None:
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table, max_chunksize=RUN_BATCH_ROWS)
+
+
+def _run_batches(path: str) -> Iterator[pa.Table]:
+    """The batches of a sorted run, read one at a time (the file is opened, not loaded)."""
+    with pa.OSFile(path, "rb") as f:
+        reader = pa.ipc.open_file(f)
+        for i in range(reader.num_record_batches):
+            yield pa.Table.from_batches([reader.get_batch(i)])
+
+
+def _upto(table: pa.Table, key: object, ordinal: int) -> int:
+    """How many leading rows of a sorted table are <= (key, ordinal)."""
+    keys = table.column(KEY_COLUMN)
+    k = pa.scalar(key, keys.type)
+    le = pc.or_(pc.less(keys, k),
+                pc.and_(pc.equal(keys, k),
+                        pc.less_equal(table.column(ORDINAL_COLUMN),
+                                      pa.scalar(ordinal, pa.uint64()))))
+    return int(pc.sum(le).as_py() or 0)
+
+
+def merge_sorted_runs(paths: list[str]) -> Iterator[pa.Table]:
+    """K-way merge of sorted runs, yielding sorted tables; memory ~ k run batches."""
+    streams = [_run_batches(p) for p in paths]
+    heads: list[pa.Table | None] = [next(s, None) for s in streams]
+    while True:
+        live = [i for i, h in enumerate(heads) if h is not None]
+        if not live:
+            return
+        # Everything up to the smallest "last row" among the heads can be emitted safely.
+        bound = min(
+            ((heads[i].column(KEY_COLUMN)[-1].as_py(),  # type: ignore[union-attr]
+              heads[i].column(ORDINAL_COLUMN)[-1].as_py()) for i in live),  # type: ignore
+        )
+        out = []
+        for i in live:
+            h = heads[i]
+            assert h is not None
+            n = _upto(h, bound[0], bound[1])
+            if n:
+                out.append(h.slice(0, n))
+            rest = h.slice(n)
+            heads[i] = rest if rest.num_rows else next(streams[i], None)
+        yield _sorted(pa.concat_tables(out))
+
+
+def reduce_partition(
+    partition: int, runs: list[Run], *, root: str, schema: pa.Schema, text_column: str | None,
+    sort_in_memory_bytes: int, scratch: str,
+) -> PartitionResult:
+    """Sort/merge one partition's runs and write its shards under ``root``."""
+    writer = ShardWriter(root=root, partition=partition, schema=schema, text_column=text_column)
+    total = sum(r.num_bytes for r in runs)
+    if total <= sort_in_memory_bytes or len(runs) == 1 and runs[0].num_bytes <= sort_in_memory_bytes:
+        tables = [_read_run(r.path) for r in runs]
+        table = _sorted(pa.concat_tables(tables, promote_options="permissive"))
+        del tables
+        writer.write(table.drop_columns([ORDINAL_COLUMN]))
+        del table
+    else:
+        sorted_paths = []
+        for i, r in enumerate(runs):  # each run fits: it was spilled from a bounded buffer
+            path = os.path.join(scratch, f"sorted-p{partition:05d}-{i:05d}.arrow")
+            _write_run(path, _sorted(_read_run(r.path)))
+            os.remove(r.path)
+            sorted_paths.append(path)
+        for table in merge_sorted_runs(sorted_paths):
+            writer.write(table.drop_columns([ORDINAL_COLUMN]))
+        for p in sorted_paths:
+            os.remove(p)
+    index = writer.close()
+    shards = []
+    for s in writer.shards:
+        full = os.path.join(root, s.path)
+        shards.append({"path": s.path, "num_rows": s.num_rows, "num_bytes": s.num_bytes,
+                       "file_bytes": os.path.getsize(full), "sha256": file_sha256(full)})
+    for r in runs:
+        if os.path.exists(r.path):
+            os.remove(r.path)
+    return PartitionResult(partition=partition, shards=shards, index=index)
+
+

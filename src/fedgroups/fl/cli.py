@@ -1,0 +1,94 @@
+"""``fedgroups train CONFIG.yaml [--set key=value ...] [--resume RUN_DIR]``.
+
+The lead's ``fedgroups/cli.py`` calls :func:`add_train_parser` and :func:`run_train`;
+``python -m fedgroups.fl.cli train ...`` works on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from fedgroups.fl.config import ConfigError, TrainConfig, parse_config
+
+
+def add_train_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="simulate federated training of a language model",
+        description="Simulate federated training of a transformer LM on a grouped dataset. "
+        "See docs/training.md for every setting.",
+    )
+    p.add_argument("config", nargs="?", help="YAML run config (optional with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set rounds=200 --set server.lr=1e-3")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument("--backend", choices=["sequential", "distributed"], default="sequential",
+                   help="'distributed' splits each cohort over torch.distributed ranks "
+                   "(launch with torchrun)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_config(args: argparse.Namespace) -> TrainConfig:
+    import yaml
+
+    overrides = list(args.overrides)
+    if args.resume:
+        path = Path(args.resume) / "config.yaml"
+        if not path.is_file():
+            raise ConfigError(f"--resume {args.resume}: no config.yaml there; is it a run dir?")
+        overrides.append(f"output_dir={args.resume}")
+    elif args.config:
+        path = Path(args.config)
+    else:
+        raise ConfigError("give a CONFIG.yaml, or --resume RUN_DIR")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of settings")
+    if args.no_progress:
+        overrides.append("run.progress=false")
+    return parse_config(data, overrides)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from fedgroups.fl.federation import NonFiniteLossError
+    from fedgroups.fl.simulation import RunDirError, run, summary_table
+
+    try:
+        config = load_config(args)
+    except ConfigError as e:
+        print(f"fedgroups train: config error: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = run(config, backend=args.backend, resume=bool(args.resume),
+                     echo=lambda m: print(m, file=sys.stderr))
+    except NonFiniteLossError as e:
+        print(f"fedgroups train: {e}", file=sys.stderr)
+        return 1
+    except (RunDirError, ValueError, FileNotFoundError, KeyError, TypeError) as e:
+        print(f"fedgroups train: error: {e}", file=sys.stderr)
+        return 2
+    if result.rows:
+        print(summary_table(result.rows))
+        print(f"metrics: {result.run_dir / 'metrics.csv'}")
+        for p in result.plots:
+            print(f"plot:    {p}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fedgroups")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    args = parser.parse_args(argv)
+    return run_train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

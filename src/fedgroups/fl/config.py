@@ -1,0 +1,367 @@
+"""Run configuration: frozen keyword-only dataclasses, parsed strictly from plain dicts.
+
+YAML is read only at the CLI edge (``fl/cli.py``); here a config is a nested dict.
+Unknown settings and ill-typed values raise :class:`ConfigError` naming the setting
+(dotted path) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+OptimizerName = Literal["sgd", "momentum", "adam"]
+ScheduleName = Literal["constant", "warmup_cosine", "warmup_exponential"]
+AlgorithmName = Literal["fedavg", "fedsgd"]
+WeightingName = Literal["uniform", "examples", "tokens"]
+PresetName = Literal["tiny", "mini", "small", "100m", "1b"]
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, ill-typed or out of range."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetConfig:
+    """A grouped dataset, optionally filtered by key globs and split by groups."""
+
+    path: str
+    text_column: str = "text"
+    keys: tuple[str, ...] | None = None  # fnmatch globs; keep only groups that match one
+    split: dict[str, float] | None = None  # fractions for ds.split_groups, e.g. {train: 0.9}
+    split_seed: int = 0
+    use_split: str | None = None  # which part of ``split`` this dataset is
+
+    def __post_init__(self) -> None:
+        if self.split is not None:
+            _check(
+                self.use_split in self.split,
+                f"use_split must be one of {sorted(self.split)} when split is given; "
+                f"got {self.use_split!r}",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalDatasetConfig(DatasetConfig):
+    name: str
+    max_clients: int = 32  # the first clients (sorted keys) are evaluated every time
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    every: int = 0  # evaluate every N rounds; 0 = only after the last round
+    datasets: tuple[EvalDatasetConfig, ...] = ()
+    max_sequences: int = 64  # per eval client
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 0, "eval.every must be >= 0")
+        _check(self.max_sequences >= 2, "eval.max_sequences must be >= 2")
+        _check(self.batch_size >= 1, "eval.batch_size must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizerConfig:
+    optimizer: OptimizerName = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9  # used by "momentum"
+    betas: tuple[float, float] = (0.9, 0.999)  # used by "adam"
+    eps: float = 1e-8  # used by "adam"
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr >= 0, f"lr must be >= 0; got {self.lr}")
+        _check(0 <= self.momentum < 1, f"momentum must be in [0, 1); got {self.momentum}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonalizationConfig(OptimizerConfig):
+    enabled: bool = True
+    every: int = 0  # personalize every N rounds; 0 = only after the last round
+    fraction: float = 0.5  # first part of each eval client's sequences used to fine-tune
+    steps: int | None = None
+    epochs: int | None = None  # default 1 epoch when neither steps nor epochs is set
+    batch_size: int = 8
+    grad_clip_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0 < self.fraction < 1, "personalization.fraction must be in (0, 1)")
+        _check(
+            self.steps is None or self.epochs is None,
+            "set personalization.steps or personalization.epochs, not both",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    path: str | None = None  # a tokenizer.json to load; None = train a byte-level BPE
+    vocab_size: int = 1024
+    min_frequency: int = 2
+    sample_groups: int = 64  # groups sampled (seeded) from the training dataset
+    sample_examples: int = 4000  # examples read at most, across the sampled groups
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size >= 260, "tokenizer.vocab_size must be >= 260 (256 bytes + specials)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    preset: PresetName = "tiny"
+    seq_len: int = 64
+    d_model: int | None = None  # overrides of the preset
+    n_layers: int | None = None
+    n_heads: int | None = None
+    d_ff: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.seq_len >= 2, "model.seq_len must be >= 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig(OptimizerConfig):
+    local_steps: int | None = None
+    local_epochs: int | None = None  # default 1 epoch when neither is set
+    batch_size: int = 8
+    max_sequences: int = 64  # cap of packed sequences per client and round
+    min_sequences: int = 1  # clients with fewer are skipped and counted
+    grad_clip_norm: float | None = None
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(
+            self.local_steps is None or self.local_epochs is None,
+            "set client.local_steps or client.local_epochs, not both",
+        )
+        _check(self.batch_size >= 1, "client.batch_size must be >= 1")
+        _check(self.max_sequences >= self.min_sequences >= 1,
+               "need client.max_sequences >= client.min_sequences >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    name: ScheduleName = "constant"
+    warmup_rounds: int = 0
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio at the last round
+    decay_rate: float = 0.99  # exponential: lr * decay_rate ** (round - warmup_rounds)
+
+    def __post_init__(self) -> None:
+        _check(self.warmup_rounds >= 0, "server.schedule.warmup_rounds must be >= 0")
+        _check(0 < self.decay_rate <= 1, "server.schedule.decay_rate must be in (0, 1]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig(OptimizerConfig):
+    lr: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgorithmConfig:
+    name: AlgorithmName = "fedavg"
+    weighting: WeightingName = "tokens"
+    # Parameter-name globs that stay local (not aggregated, not server-updated), e.g.
+    # ["blocks.3.*"].  See docs/training.md for the hierarchical plan.
+    local_params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    progress: bool = True
+    threads: int | None = None  # torch.set_num_threads; None = leave as is
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check(self.checkpoint_every >= 1, "run.checkpoint_every must be >= 1")
+        _check(self.keep_checkpoints >= 1, "run.keep_checkpoints must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    data: DatasetConfig
+    output_dir: str
+    rounds: int
+    cohort_size: int
+    seed: int = 0
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.rounds >= 1, "rounds must be >= 1")
+        _check(self.cohort_size >= 1, "cohort_size must be >= 1")
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bad = ConfigError(f"setting '{where}' must be {_describe(tp)}; got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad
+        return from_dict(tp, value, prefix=where + ".")
+    if origin is Literal:
+        if value not in args:
+            raise bad
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise bad
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, where)
+            except ConfigError:
+                continue
+        raise bad
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}.{i}") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise bad
+        return tuple(_convert(v, a, f"{where}.{i}") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return {
+            _convert(k, args[0], where): _convert(v, args[1], f"{where}.{k}")
+            for k, v in value.items()
+        }
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # internal error
+
+
+T = typing.TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build config ``cls`` from a nested dict, rejecting unknown and ill-typed settings."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown setting '{prefix}{key}'; allowed: {', '.join(sorted(fields))}"
+            )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], prefix + name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required setting '{prefix}{name}'")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        if prefix and not str(e).startswith(prefix):
+            raise ConfigError(f"{prefix.rstrip('.')}: {e}") from None
+        raise
+
+
+def to_dict(config: Any) -> Any:
+    """Plain (YAML/JSON-able) form of a config; tuples become lists."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (list, tuple)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, dict):
+        return {k: to_dict(v) for k, v in config.items()}
+    return config
+
+
+def apply_override(data: dict[str, Any], assignment: str, parse: Any) -> None:
+    """Apply ``a.b.c=value`` to a nested dict in place; ``parse`` turns text into a value.
+
+    A numeric path part indexes a list (``eval.datasets.0.max_clients=8``).
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value; got {assignment!r}")
+    path, text = assignment.split("=", 1)
+    parts = path.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {path}: '{where}' is not a valid list index")
+            node = node[int(part)]
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"--set {path}: '{where}' is not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {path}: '{last}' is not a valid list index")
+        node[int(last)] = parse(text)
+    else:
+        node[last] = parse(text)
+
+
+def parse_config(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> TrainConfig:
+    """Strictly parse a config dict after applying ``--set`` overrides (YAML-typed values)."""
+    import copy
+
+    import yaml
+
+    data = copy.deepcopy(data)
+    for assignment in overrides:
+        apply_override(data, assignment, yaml.safe_load)
+    return from_dict(TrainConfig, data)

@@ -1,0 +1,65 @@
+"""Opening the grouped datasets a run names: split by groups, filter keys by globs.
+
+The simulator needs only a small part of the reader's API: ``ds.keys()``,
+``ds.group(key)`` (an object with ``.key``, ``.num_examples`` and iteration over example
+dicts or ``.batches(...)``) and ``ds.split_groups(fractions=..., seed=...)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fedgroups.fl.config import DatasetConfig
+
+
+class GroupLike(Protocol):
+    key: Any
+    num_examples: int
+
+    def __iter__(self) -> Any: ...
+
+
+class DatasetLike(Protocol):
+    def keys(self) -> Any: ...
+
+    def group(self, key: Any) -> GroupLike: ...
+
+
+@dataclass(frozen=True)
+class GroupSource:
+    """A dataset plus the sorted keys of the groups a run may use from it."""
+
+    dataset: DatasetLike
+    keys: tuple[Any, ...]
+    name: str
+
+    def group(self, key: Any) -> GroupLike:
+        return self.dataset.group(key)
+
+
+def open_dataset(path: str) -> DatasetLike:
+    """``fedgroups.open(path)``; a seam that tests may replace."""
+    import fedgroups
+
+    opener = getattr(fedgroups, "open", None)
+    if opener is None:
+        raise RuntimeError("fedgroups.open is not available in this installation")
+    return opener(path)
+
+
+def open_source(config: DatasetConfig, name: str) -> GroupSource:
+    ds = open_dataset(config.path)
+    if config.split is not None:
+        parts = ds.split_groups(fractions=dict(config.split), seed=config.split_seed)
+        ds = parts[config.use_split]
+    keys = sorted(ds.keys())
+    if config.keys is not None:
+        keys = [k for k in keys if any(fnmatch.fnmatchcase(str(k), g) for g in config.keys)]
+    if not keys:
+        raise ValueError(
+            f"{name}: dataset {config.path!r} has no groups left after the split "
+            f"({config.use_split!r}) and key filter ({config.keys!r})"
+        )
+    return GroupSource(dataset=ds, keys=tuple(keys), name=name)

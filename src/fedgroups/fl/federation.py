@@ -1,0 +1,142 @@
+"""One federation: cohort sampling, client updates, running aggregate, server update.
+
+``Federation.run_round`` is the whole algorithm for one round; the simulation loop
+(``fl/simulation.py``) adds evaluation, checkpoints and logging around it.  The cohort of
+round ``r`` is a pure function of ``(seed, r)`` and client ``i``'s data order of
+``(seed, r, i)``, so a resumed run and a run split over ranks see the same clients.
+
+Parameters matching ``algorithm.local_params`` are not aggregated: each client keeps its
+own copy across rounds (``local_store``, saved in checkpoints), starting from the initial
+values.  A hierarchy will wrap a ``Federation`` as a participant whose update is
+``server params after k inner rounds - params received`` and whose weight is its total
+tokens; that only needs ``Server`` / ``Aggregator`` as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from fedgroups.fl.algorithms import (
+    Aggregator,
+    Params,
+    Server,
+    client_update,
+    load_params,
+    split_param_names,
+)
+from fedgroups.fl.backends import Backend
+from fedgroups.fl.client_data import pack_client
+from fedgroups.fl.config import TrainConfig
+from fedgroups.fl.datasets import GroupSource
+from fedgroups.fl.model import Transformer
+from fedgroups.fl.schedules import server_lr
+
+
+class NonFiniteLossError(RuntimeError):
+    """A client's training loss became NaN or infinite."""
+
+
+def cohort_keys(keys: tuple[Any, ...], cohort_size: int, seed: int, round_: int) -> list[Any]:
+    """Keys of round ``round_``'s cohort: drawn without replacement, a function of (seed, round)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, round_]))
+    chosen = rng.choice(len(keys), size=min(cohort_size, len(keys)), replace=False)
+    return [keys[i] for i in chosen.tolist()]
+
+
+def client_seed(seed: int, round_: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed, round_, position]).generate_state(1)[0])
+
+
+class Federation:
+    def __init__(
+        self,
+        *,
+        model: Transformer,
+        source: GroupSource,
+        tokenizer: Tokenizer,
+        eos_id: int,
+        config: TrainConfig,
+        backend: Backend,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.model = model
+        self.source = source
+        self.tokenizer = tokenizer
+        self.eos_id = eos_id
+        self.config = config
+        self.backend = backend
+        self.device = device
+        names = [n for n, _ in model.named_parameters()]
+        self.aggregated, self.local = split_param_names(names, config.algorithm.local_params)
+        if self.local and backend.world_size > 1:
+            raise ValueError("algorithm.local_params needs backend 'sequential' for now")
+        params = dict(model.named_parameters())
+        self.server = Server({n: params[n] for n in self.aggregated}, config.server)
+        self.local_init: Params = {n: params[n].detach().clone() for n in self.local}
+        self.local_store: dict[str, Params] = {}
+
+    def load_global(self, model: Transformer) -> None:
+        """The global model: server parameters plus the initial values of local ones."""
+        load_params(model, self.server.snapshot(), self.local_init)
+
+    def run_round(self, round_: int) -> dict[str, float]:
+        cfg = self.config
+        keys = cohort_keys(self.source.keys, cfg.cohort_size, cfg.seed, round_)
+        start = {n: t.clone() for n, t in self.server.snapshot().items()}
+        aggregate = Aggregator(start)
+        params = dict(self.model.named_parameters())
+        first_bad = None
+        for pos in self.backend.positions(len(keys)):
+            data = pack_client(
+                self.source.group(keys[pos]), self.tokenizer, text_column=cfg.data.text_column,
+                seq_len=cfg.model.seq_len, max_sequences=cfg.client.max_sequences,
+                eos_id=self.eos_id,
+            )
+            if data.num_sequences < cfg.client.min_sequences:
+                aggregate.count("skipped")
+                continue
+            local = self.local_store.get(str(data.key), self.local_init)
+            load_params(self.model, start, local)
+            update = client_update(
+                self.model, data, cfg.client, cfg.algorithm.name, start=start,
+                aggregated=self.aggregated, device=self.device,
+                generator=torch.Generator().manual_seed(client_seed(cfg.seed, round_, pos)),
+            )
+            if not update.finite and first_bad is None:
+                first_bad = data.key
+            aggregate.add(update, update.weight(cfg.algorithm.weighting))
+            if self.local and update.finite:
+                self.local_store[str(data.key)] = {
+                    n: params[n].detach().clone() for n in self.local
+                }
+        self.backend.reduce(aggregate)
+        if aggregate.stat("nonfinite") > 0:
+            where = f" (e.g. client {first_bad!r})" if first_bad is not None else ""
+            raise NonFiniteLossError(
+                f"round {round_}: non-finite training loss in "
+                f"{int(aggregate.stat('nonfinite'))} client(s){where}"
+            )
+        lr = server_lr(cfg.server.schedule, cfg.server.lr, round_, cfg.rounds)
+        if aggregate.stat("clients") > 0:
+            self.server.step(aggregate.mean(), lr)
+        loss_tokens = aggregate.stat("loss_tokens")
+        return {
+            "train_loss": aggregate.stat("loss_sum") / loss_tokens if loss_tokens else float("nan"),
+            "clients": aggregate.stat("clients"),
+            "skipped": aggregate.stat("skipped"),
+            "tokens": loss_tokens,
+            "examples": aggregate.stat("examples"),
+            "steps": aggregate.stat("steps"),
+            "server_lr": lr,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"server": self.server.state_dict(), "local_store": self.local_store}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.server.load_state_dict(state["server"])
+        self.local_store = {k: dict(v) for k, v in state["local_store"].items()}

@@ -1,0 +1,55 @@
+"""Per-round metrics: appended to ``metrics.jsonl`` as they happen, mirrored to ``metrics.csv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no NaN/inf; write null so every reader can parse the file.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path) -> None:
+        self.jsonl = run_dir / "metrics.jsonl"
+        self.csv = run_dir / "metrics.csv"
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.jsonl.exists():
+            return []
+        with self.jsonl.open() as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def truncate(self, last_round: int) -> None:
+        """Keep rows of rounds < ``last_round`` (used when resuming from a checkpoint)."""
+        rows = [r for r in self.read() if r["round"] < last_round]
+        tmp = self.jsonl.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        tmp.replace(self.jsonl)
+        self.write_csv()
+
+    def append(self, row: dict[str, Any]) -> None:
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+
+    def write_csv(self) -> None:
+        """Rewrite the CSV from the JSONL (columns: the union of all rows' keys)."""
+        rows = self.read()
+        columns: list[str] = []
+        for r in rows:
+            columns.extend(k for k in r if k not in columns)
+        tmp = self.csv.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.csv)

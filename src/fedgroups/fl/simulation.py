@@ -1,0 +1,245 @@
+"""The simulation loop: set up a run, train round by round, evaluate, checkpoint, plot.
+
+Run directory layout::
+
+    config.yaml            resolved config (every setting, defaults included)
+    tokenizer.json         the run's tokenizer
+    metrics.jsonl / .csv   one row per round (eval and personalization columns when run)
+    personalization.jsonl  per eval client: pre and post loss, per personalized round
+    checkpoints/round_NNNNNN.pt
+    plots/loss.png, plots/personalization.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fedgroups.fl import datasets
+from fedgroups.fl.backends import BackendName, make_backend
+from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fedgroups.fl.client_data import ClientData, pack_client
+from fedgroups.fl.config import EvalDatasetConfig, ModelConfig, TrainConfig, to_dict
+from fedgroups.fl.federation import Federation, NonFiniteLossError
+from fedgroups.fl.metrics import MetricsLog
+from fedgroups.fl.model import PRESETS, ModelArgs, build_model, num_parameters
+from fedgroups.fl.personalization import evaluate, personalize
+from fedgroups.fl.plots import plot_losses, plot_personalization
+from fedgroups.fl.tokenizer import EOS, load_tokenizer, prepare_tokenizer
+
+
+def model_args(config: ModelConfig, vocab_size: int) -> ModelArgs:
+    d, layers, heads = PRESETS[config.preset]
+    d = config.d_model or d
+    return ModelArgs(
+        vocab_size=vocab_size, seq_len=config.seq_len, d_model=d,
+        n_layers=config.n_layers or layers, n_heads=config.n_heads or heads,
+        d_ff=config.d_ff or 4 * d,
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    rows: list[dict[str, Any]]  # metrics of every round, resumed ones included
+    model: torch.nn.Module  # the final global model
+    plots: list[Path]
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: bool = False,
+        echo: Any = print) -> RunResult:
+    """Train per ``config``; with ``resume``, continue from the run's latest checkpoint."""
+    run_cfg = config.run
+    if run_cfg.threads is not None:
+        torch.set_num_threads(run_cfg.threads)
+    if run_cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = torch.device(run_cfg.device)
+    be = make_backend(backend)
+    main = be.rank == 0
+    run_dir = Path(config.output_dir)
+    log = MetricsLog(run_dir)
+    ckpt_path = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt_path is None:
+        raise RunDirError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    if not resume and (log.jsonl.exists() or latest_checkpoint(run_dir) is not None):
+        raise RunDirError(
+            f"output_dir {run_dir} already holds a run; use --resume {run_dir} to continue it "
+            "or choose another output_dir"
+        )
+
+    train_src = datasets.open_source(config.data, "data")
+    eval_srcs = [datasets.open_source(d, f"eval.datasets.{i}")
+                 for i, d in enumerate(config.eval.datasets)]
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer = prepare_tokenizer(config.tokenizer, train_src, config.data.text_column,
+                                      run_dir, config.seed)
+        _write_config(config, run_dir / "config.yaml")
+    be.barrier()
+    if not main:
+        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    eos_id = tokenizer.token_to_id(EOS)
+
+    args = model_args(config.model, tokenizer.get_vocab_size())
+    model = build_model(args, config.seed).to(device)
+    eval_model = build_model(args, config.seed).to(device)
+    fed = Federation(model=model, source=train_src, tokenizer=tokenizer, eos_id=eos_id,
+                     config=config, backend=be, device=device)
+    start_round = 0
+    if ckpt_path is not None:
+        state = load_checkpoint(ckpt_path)
+        fed.load_state_dict(state)
+        start_round = state["round"]
+        if main:
+            log.truncate(start_round)
+            _truncate_jsonl(run_dir / "personalization.jsonl", start_round)
+    if main:
+        echo(f"model: {num_parameters(model):,} parameters {args}; run dir: {run_dir}")
+
+    eval_clients = ([_eval_clients(s, spec, tokenizer, eos_id, config)
+                     for s, spec in zip(eval_srcs, config.eval.datasets)] if main else [])
+    progress = _progress(range(start_round, config.rounds), enabled=main and run_cfg.progress)
+    last_good = ckpt_path
+    for r in progress:
+        t0 = time.perf_counter()
+        try:
+            row: dict[str, Any] = {"round": r, **fed.run_round(r)}
+        except NonFiniteLossError as e:
+            kept = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was saved"
+            raise NonFiniteLossError(
+                f"{e}; stopping. {kept}. Lower client.lr / server.lr or set "
+                "client.grad_clip_norm, then resume from the checkpoint."
+            ) from None
+        seconds = time.perf_counter() - t0
+        row["seconds"] = seconds
+        row["tokens_per_s"] = row["tokens"] / seconds if seconds > 0 else 0.0
+        last = r + 1 == config.rounds
+        if main and (last or (config.eval.every and (r + 1) % config.eval.every == 0)):
+            row.update(_evaluate(fed, eval_model, model, eval_clients, config, r, run_dir,
+                                 eval_srcs))
+        if main:
+            log.append(row)
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix(loss=f"{row['train_loss']:.3f}",
+                                     tok_s=f"{row['tokens_per_s']:.0f}")
+        if last or (r + 1) % run_cfg.checkpoint_every == 0:
+            if main:
+                state = {"round": r + 1, "model_args": to_dict(args),
+                         "config": to_dict(config), **fed.state_dict()}
+                last_good = save_checkpoint(run_dir, state, run_cfg.keep_checkpoints)
+                log.write_csv()
+            be.barrier()
+    fed.load_global(eval_model)
+    plots: list[Path] = []
+    rows = log.read() if main else []
+    if main:
+        log.write_csv()
+        (run_dir / "plots").mkdir(exist_ok=True)
+        plots.append(plot_losses(rows, run_dir / "plots" / "loss.png"))
+        pers = plot_personalization(run_dir / "personalization.jsonl",
+                                    run_dir / "plots" / "personalization.png")
+        if pers is not None:
+            plots.append(pers)
+    be.barrier()
+    return RunResult(run_dir=run_dir, rows=rows, model=eval_model, plots=plots)
+
+
+def _eval_clients(source: datasets.GroupSource, spec: EvalDatasetConfig, tokenizer: Any,
+                  eos_id: int, config: TrainConfig) -> list[ClientData]:
+    """The first ``max_clients`` keys of an eval dataset, packed once and reused."""
+    out = []
+    for key in source.keys[: spec.max_clients]:
+        data = pack_client(source.group(key), tokenizer, text_column=spec.text_column,
+                           seq_len=config.model.seq_len,
+                           max_sequences=config.eval.max_sequences, eos_id=eos_id)
+        if data.num_sequences > 0:
+            out.append(data)
+    return out
+
+
+def _evaluate(fed: Federation, eval_model: torch.nn.Module, scratch: torch.nn.Module,
+              eval_clients: list[list[ClientData]], config: TrainConfig, round_: int,
+              run_dir: Path, sources: list[datasets.GroupSource]) -> dict[str, float]:
+    fed.load_global(eval_model)
+    out: dict[str, float] = {}
+    pers = config.personalization
+    do_pers = pers.enabled and (round_ + 1 == config.rounds
+                                or (pers.every and (round_ + 1) % pers.every == 0))
+    for spec, clients, source in zip(config.eval.datasets, eval_clients, sources):
+        res = evaluate(eval_model, clients, config.eval.batch_size, fed.device)
+        out.update(res.metrics(f"eval/{spec.name}"))
+        out[f"eval/{spec.name}/skipped"] = float(len(source.keys[: spec.max_clients]) - len(clients))
+        if do_pers:
+            p = personalize(eval_model, scratch, clients, pers,
+                            eval_batch_size=config.eval.batch_size, seed=config.seed,
+                            device=fed.device)
+            out.update(p.metrics(f"pers/{spec.name}"))
+            keys = [c.key for c in clients if c.num_sequences >= 2]
+            with (run_dir / "personalization.jsonl").open("a") as f:
+                for key, pre, post in zip(keys, p.pre, p.post):
+                    f.write(json.dumps({"round": round_, "dataset": spec.name, "key": str(key),
+                                        "pre": pre, "post": post}) + "\n")
+    return out
+
+
+def _truncate_jsonl(path: Path, before_round: int) -> None:
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines()
+             if ln.strip() and json.loads(ln)["round"] < before_round]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def _write_config(config: TrainConfig, path: Path) -> None:
+    import yaml
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.replace(path)
+
+
+def _progress(rounds: range, enabled: bool) -> Any:
+    if not enabled:
+        return rounds
+    from tqdm import tqdm
+
+    return tqdm(rounds, desc="rounds", unit="round", initial=rounds.start,
+                total=rounds.stop, dynamic_ncols=True)
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """The last round's main numbers as an aligned text table."""
+    if not rows:
+        return "(no rounds)"
+    last = rows[-1]
+    lines = [f"round {last['round'] + 1}: train loss {last['train_loss']:.4f}, "
+             f"{last['tokens_per_s']:.0f} tokens/s"]
+    evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
+    if evals:
+        e = evals[-1]
+        for k in sorted(k for k in e if k.startswith("eval/") and k.endswith("/loss")):
+            name = k[len("eval/"):-len("/loss")]
+            ppl = e.get(f"eval/{name}/ppl")
+            lines.append(f"eval {name:<20} loss {e[k]:.4f}  ppl {ppl if ppl is None else round(ppl, 2)}"
+                         f"  clients {int(e[f'eval/{name}/clients'])}")
+        pers_names = sorted({k.split("/")[1] for k in e if k.startswith("pers/")})
+        if pers_names:
+            lines.append(f"{'personalization':<28}{'p10':>8}{'p50':>8}{'p90':>8}")
+        for name in pers_names:
+            for phase in ("pre", "post"):
+                vals = [e.get(f"pers/{name}/{phase}_p{q}") for q in (10, 50, 90)]
+                cells = "".join(f"{v:>8.4f}" if v is not None and math.isfinite(v) else f"{'-':>8}"
+                                for v in vals)
+                lines.append(f"  {name + ' ' + phase:<26}{cells}")
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""The last step of every build: one index for all partitions, then the manifest."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fedgroups.format.manifest import file_sha256, now_iso, schema_to_json, write_json_atomic
+from fedgroups.format.spec import (
+    FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, KEY_COLUMN, MANIFEST_FILE, index_schema,
+    key_type_name,
+)
+
+
+@dataclass
+class PartitionResult:
+    """What writing one partition produced: its shard files and index rows (local shards)."""
+
+    partition: int
+    shards: list[dict[str, Any]]  # path, num_rows, num_bytes, file_bytes, sha256
+    index: pa.Table
+
+
+def finish(
+    root: str,
+    results: list[PartitionResult],
+    *,
+    schema: pa.Schema,
+    key_description: dict[str, Any],
+    source_description: dict[str, Any],
+    build_settings: dict[str, Any],
+    text_column: str | None,
+    dropped: int = 0,
+) -> dict[str, Any]:
+    """Write index.parquet and then manifest.json into ``root``; return the manifest."""
+    from fedgroups import __version__
+
+    key_type = schema.field(KEY_COLUMN).type
+    shards: list[dict[str, Any]] = []
+    tables = []
+    for r in sorted(results, key=lambda r: r.partition):
+        if r.index.num_rows:
+            shard_col = pc.add(r.index.column("shard"), pa.scalar(len(shards), pa.int32()))
+            tables.append(r.index.set_column(r.index.schema.get_field_index("shard"), "shard",
+                                             shard_col.cast(pa.int32())))
+        shards.extend(r.shards)
+    ischema = index_schema(key_type)
+    index = pa.concat_tables(tables).cast(ischema) if tables else ischema.empty_table()
+    index = index.sort_by([("key", "ascending"), ("part", "ascending")])
+    index_path = os.path.join(root, INDEX_FILE)
+    pq.write_table(index, index_path, compression="zstd", row_group_size=1 << 20)
+
+    nrows = np.asarray(index.column("num_rows")) if index.num_rows else np.zeros(0, np.int64)
+    groups = int(np.count_nonzero(np.asarray(index.column("part")) == 0)) if index.num_rows else 0
+    totals = {
+        "groups": groups,
+        "parts": index.num_rows,
+        "examples": int(nrows.sum()),
+        "bytes": int(pc.sum(index.column("num_bytes")).as_py() or 0),
+        "words": int(pc.sum(index.column("num_words")).as_py() or 0),
+        "shards": len(shards),
+        "dropped_examples": dropped,
+        "largest_group_examples": _largest_group(index),
+    }
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created": now_iso(),
+        "fedgroups_version": __version__,
+        "key": {**key_description, "column": KEY_COLUMN, "type": key_type_name(key_type)},
+        "text_column": text_column,
+        "source": source_description,
+        "build": build_settings,
+        "schema": schema_to_json(schema),
+        "totals": totals,
+        "index": {
+            "path": INDEX_FILE,
+            "num_rows": index.num_rows,
+            "file_bytes": os.path.getsize(index_path),
+            "sha256": file_sha256(index_path),
+        },
+        "shards": shards,
+    }
+    write_json_atomic(os.path.join(root, MANIFEST_FILE), manifest)
+    return manifest
+
+
+def _largest_group(index: pa.Table) -> int:
+    if index.num_rows == 0:
+        return 0
+    grouped = index.group_by("key").aggregate([("num_rows", "sum")])
+    return int(pc.max(grouped.column("num_rows_sum")).as_py())

@@ -1,0 +1,49 @@
+"""Stable hashing of keys: the same key maps to the same number on every machine and engine."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def stable_hash(value: str | bytes | int) -> int:
+    """64-bit hash of one key value, independent of process, platform and PYTHONHASHSEED."""
+    if isinstance(value, str):
+        data = b"s" + value.encode("utf-8")
+    elif isinstance(value, bytes):
+        data = b"b" + value
+    else:
+        data = b"i" + int(value).to_bytes(8, "little", signed=True)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def hash_array(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """stable_hash of every element (uint64), hashing each distinct value once."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    encoded = pc.dictionary_encode(keys)
+    uniques = encoded.dictionary.to_pylist()
+    table = np.fromiter((stable_hash(u) for u in uniques), dtype=np.uint64, count=len(uniques))
+    indices = pc.fill_null(encoded.indices, 0)  # nulls hash as the first value; callers mask them
+    if len(table) == 0:
+        return np.zeros(len(keys), np.uint64)
+    return table[indices.to_numpy(zero_copy_only=False)]
+
+
+def partition_of(keys: pa.Array | pa.ChunkedArray, num_partitions: int) -> np.ndarray:
+    """Partition (0..num_partitions-1) of every key: where its group is written."""
+    return (hash_array(keys) % np.uint64(num_partitions)).astype(np.int32)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """A fast, well-mixed 64-bit hash of uint64 values (vectorised, deterministic)."""
+    with np.errstate(over="ignore"):
+        z = (x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+        return z ^ (z >> np.uint64(31))
