@@ -5,19 +5,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
 from fedgroups.errors import FedGroupsError  # noqa: E402
 
-if TYPE_CHECKING:
-    from fedgroups.build.api import BuildReport, build
-    from fedgroups.reader.dataset import Group, GroupedDataset, open
+# Eager: the subpackage ``fedgroups.build`` would otherwise shadow the function ``build``.
+from fedgroups.build.api import BuildReport, build  # noqa: E402
+
 
 _LAZY = {
-    "build": ("fedgroups.build.api", "build"),
-    "BuildReport": ("fedgroups.build.api", "BuildReport"),
     "open": ("fedgroups.reader.dataset", "open"),
     "GroupedDataset": ("fedgroups.reader.dataset", "GroupedDataset"),
     "Group": ("fedgroups.reader.dataset", "Group"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -61,8 +62,10 @@ def build(
     text_column: str | None = "auto",
     on_missing_key: MissingKeyPolicy = "error",
     num_partitions: int | None = None,
+    shard_size: str | int = "512MB",
     pipeline_options: Sequence[str] | None = None,
     progress: bool | None = None,
+    _plan_overrides: dict[str, int] | None = None,
 ) -> BuildReport:
     """Group ``source`` by ``key`` and write a grouped dataset at ``out``.
 
@@ -75,6 +78,7 @@ def build(
     memory_limit : resident memory the whole build may use, e.g. ``"2GB"``.
     on_missing_key : ``"error"`` (default) stops at the first example with no key;
         ``"drop"`` drops such examples and counts them in the manifest.
+    shard_size : largest shard file (uncompressed rows); a bigger group is split into parts.
 
     Examples
     --------
@@ -92,6 +96,8 @@ def build(
     if progress is None:
         progress = os.environ.get("FEDGROUPS_PROGRESS", "1") != "0"
     limit = parse_bytes(memory_limit)
+    max_shard = parse_bytes(shard_size, "shard_size")
+    plan_overrides = dict(_plan_overrides or {})
     check_output(out, overwrite)
     keyfn = parse_key(key)
     src: Source = make_source(source, format=format, split=split)
@@ -109,13 +115,15 @@ def build(
         else:
             plan = make_plan(workers=workers, memory_limit=limit,
                              estimated_bytes=src.estimated_bytes, num_partitions=num_partitions)
+            if plan_overrides:  # tests exercise the out-of-core paths with tiny budgets
+                plan = dataclasses.replace(plan, **plan_overrides)
             from fedgroups.build.local import run_local
             results, schema, stats = run_local(src, keyfn, staging=staging, plan=plan,
-                                               text_column=text_col,
+                                               text_column=text_col, shard_bytes=max_shard,
                                                on_missing_key=on_missing_key, progress=progress)
             settings = {"engine": "local", "workers": plan.workers,
                         "memory_limit": plan.memory_limit,
-                        "num_partitions": plan.num_partitions,
+                        "num_partitions": plan.num_partitions, "shard_bytes": max_shard,
                         "on_missing_key": on_missing_key}
         seconds = time.perf_counter() - t0
         settings["seconds"] = round(seconds, 3)

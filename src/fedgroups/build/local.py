@@ -43,17 +43,25 @@ _STATE: _Shared | None = None
 def _map_task(task: int, units: list[int]) -> MapResult:
     s = _STATE
     assert s is not None
-    return map_units(units, s.source, s.keyfn, runs_root=s.runs_root, name=f"t{task:05d}",
-                     num_partitions=s.plan.num_partitions, spill_bytes=s.plan.spill_bytes,
-                     on_missing_key=s.on_missing_key, progress=s.counter)
+    try:
+        return map_units(units, s.source, s.keyfn, runs_root=s.runs_root, name=f"t{task:05d}",
+                         num_partitions=s.plan.num_partitions, spill_bytes=s.plan.spill_bytes,
+                         on_missing_key=s.on_missing_key, progress=s.counter)
+    finally:
+        pa.default_memory_pool().release_unused()  # give freed buffers back to the OS
 
 
 def _reduce_task(partition: int, runs: list[Run], root: str, schema: pa.Schema,
-                 text_column: str | None) -> PartitionResult:
+                 text_column: str | None, shard_bytes: int) -> PartitionResult:
     s = _STATE
     assert s is not None
-    return reduce_partition(partition, runs, root=root, schema=schema, text_column=text_column,
-                            sort_in_memory_bytes=s.plan.sort_in_memory_bytes, scratch=s.runs_root)
+    try:
+        return reduce_partition(partition, runs, root=root, schema=schema,
+                                text_column=text_column, shard_bytes=shard_bytes,
+                                sort_in_memory_bytes=s.plan.sort_in_memory_bytes,
+                                scratch=s.runs_root)
+    finally:
+        pa.default_memory_pool().release_unused()
 
 
 def _tasks(num_units: int, workers: int) -> list[list[int]]:
@@ -89,7 +97,7 @@ def _run_all(pool: ProcessPoolExecutor | None, fn: Any, calls: list[tuple], bar:
 
 def run_local(
     source: Source, keyfn: KeyFunction, *, staging: str, plan: BuildPlan, text_column: str | None,
-    on_missing_key: str, progress: bool,
+    on_missing_key: str, progress: bool, shard_bytes: int,
 ) -> tuple[list[PartitionResult], pa.Schema, dict[str, Any]]:
     """Build into ``staging``; return partition results, output schema and statistics."""
     global _STATE
@@ -135,7 +143,8 @@ def run_local(
         t1 = time.perf_counter()
         with Progress("writing", total=len(order), unit="part", enabled=progress) as bar:
             parts = _run_all(pool, _reduce_task,
-                             [(p, by_partition[p], staging, schema, text_column) for p in order],
+                             [(p, by_partition[p], staging, schema, text_column, shard_bytes)
+                              for p in order],
                              bar, advance=lambda _: 1)
         stats["reduce_seconds"] = time.perf_counter() - t1
         stats.update(rows_in=rows_in, dropped=dropped,

@@ -62,8 +62,9 @@ def make_plan(
             f"memory_limit {memory_limit / 2**20:.0f} MiB is too small for {workers} worker(s); "
             f"give at least {need / 2**20:.0f} MiB or fewer workers"
         )
-    # Data is held about three times over at a peak (input, sorted copy, encoder buffers).
-    in_memory = budget // 3
+    # Data is held about three times over at a peak (input, sorted copy, encoder buffers),
+    # and the allocator keeps some freed memory: a quarter of the budget is safe.
+    in_memory = budget // 4
     if num_partitions is None:
         if estimated_bytes is None:
             num_partitions = 4 * workers

@@ -18,7 +18,7 @@ from fedgroups.build.runs import RUN_BATCH_ROWS, Run
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.manifest import file_sha256
 from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
-from fedgroups.format.writer import ShardWriter
+from fedgroups.format.writer import ROW_GROUP_BYTES, SHARD_BYTES, ShardWriter
 
 _SORT = [(KEY_COLUMN, "ascending"), (ORDINAL_COLUMN, "ascending")]
 
@@ -83,10 +83,12 @@ def merge_sorted_runs(paths: list[str]) -> Iterator[pa.Table]:
 
 def reduce_partition(
     partition: int, runs: list[Run], *, root: str, schema: pa.Schema, text_column: str | None,
-    sort_in_memory_bytes: int, scratch: str,
+    sort_in_memory_bytes: int, scratch: str, shard_bytes: int = SHARD_BYTES,
 ) -> PartitionResult:
     """Sort/merge one partition's runs and write its shards under ``root``."""
-    writer = ShardWriter(root=root, partition=partition, schema=schema, text_column=text_column)
+    writer = ShardWriter(root=root, partition=partition, schema=schema, text_column=text_column,
+                         shard_bytes=shard_bytes,
+                         row_group_bytes=min(ROW_GROUP_BYTES, max(shard_bytes // 4, 1)))
     total = sum(r.num_bytes for r in runs)
     if total <= sort_in_memory_bytes or len(runs) == 1 and runs[0].num_bytes <= sort_in_memory_bytes:
         tables = [_read_run(r.path) for r in runs]

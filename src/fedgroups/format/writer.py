@@ -89,8 +89,6 @@ class ShardWriter:
         if not table.schema.equals(self.schema):
             table = table.cast(self.schema)
         sizes = row_bytes(table)
-        words = word_counts(table.column(self.text_column)) if self.text_column else \
-            np.zeros(table.num_rows, np.int64)
         cum = np.cumsum(sizes)
         lo = 0
         n = table.num_rows
@@ -104,12 +102,14 @@ class ShardWriter:
                 self.shards[-1].num_rows and self.shards[-1].num_bytes + chunk_bytes > self.shard_bytes
             ):
                 self._open_shard()
-            self._write_chunk(table.slice(lo, hi - lo), sizes[lo:hi], words[lo:hi])
+            self._write_chunk(table.slice(lo, hi - lo), sizes[lo:hi])
             lo = hi
 
-    def _write_chunk(self, chunk: pa.Table, sizes: np.ndarray, words: np.ndarray) -> None:
+    def _write_chunk(self, chunk: pa.Table, sizes: np.ndarray) -> None:
         assert self._writer is not None
         shard = self.shards[-1]
+        words = word_counts(chunk.column(self.text_column)) if self.text_column else \
+            np.zeros(chunk.num_rows, np.int64)
         self._writer.write_table(chunk, row_group_size=chunk.num_rows)
         keys = chunk.column(KEY_COLUMN).combine_chunks()
         starts = run_starts(keys)

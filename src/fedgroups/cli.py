@@ -1,0 +1,235 @@
+"""The ``fedgroups`` command: build, info, verify, head, stats, train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from fedgroups.errors import FedGroupsError
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
+    """A two-column text table."""
+    width = max(len(k) for k, _ in rows)
+    lines = [title, "-" * max(len(title or ""), width + 30)] if title else []
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+    t = manifest["totals"]
+    b = manifest.get("build", {})
+    src = manifest.get("source", {})
+    cols = ", ".join(f"{c['name']}: {c['type']}" for c in manifest["schema"]["columns"])
+    return [
+        ("groups", f"{t['groups']:,}"),
+        ("examples", f"{t['examples']:,}"),
+        ("bytes (uncompressed)", _human_bytes(t["bytes"])),
+        ("words", f"{t['words']:,}" + (f"  (column {manifest['text_column']!r})"
+                                      if manifest.get("text_column") else "")),
+        ("examples per group", f"mean {t['examples'] / max(t['groups'], 1):,.1f}, "
+                               f"largest {t['largest_group_examples']:,}"),
+        ("groups split in parts", f"{t['parts'] - t['groups']:,}"),
+        ("dropped examples", f"{t['dropped_examples']:,}"),
+        ("shards", f"{t['shards']}  ({_human_bytes(sum(s['file_bytes'] for s in manifest['shards']))} on disk)"),
+        ("key", f"{manifest['key'].get('spec')}  ({manifest['key']['type']})"),
+        ("source", src.get("spec") or src.get("kind")),
+        ("schema", cols),
+        ("built", f"{manifest['created']} by fedgroups {manifest['fedgroups_version']}, "
+                  f"engine {b.get('engine')}, {b.get('workers', '?')} workers, "
+                  f"{b.get('seconds', '?')} s"),
+        ("format", f"{manifest['format']} v{manifest['format_version']}"),
+    ]
+
+
+def _add_build(sub: Any) -> None:
+    p = sub.add_parser("build", help="group a dataset by a key and write it",
+                       description="Group SOURCE by KEYSPEC and write a grouped dataset to OUT.")
+    p.add_argument("source", nargs="?", help="path/glob of Parquet, JSONL, CSV or text files; "
+                   "hf:NAME[:CONFIG]; stdlib: (the Python standard library's source)")
+    p.add_argument("out", nargs="?", help="output directory")
+    p.add_argument("--key", help="field:NAME | url-host:FIELD | hash:N:FIELD | iid:N[:SEED] | "
+                   "python:MODULE:FUNCTION")
+    p.add_argument("--recipe", help="a named dataset (fedc4, fedwiki, fedbookco, fedccnews, "
+                   "shakespeare); then only OUT is given")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--memory-limit", default="2GB", help="resident memory budget (default 2GB)")
+    p.add_argument("--split", default=None, help="split of a Hugging Face dataset (default train)")
+    p.add_argument("--format", default=None, help="parquet|jsonl|csv|tsv|text (default: from "
+                   "the file extension)")
+    p.add_argument("--text-column", default="auto", help="column whose words are counted")
+    p.add_argument("--on-missing-key", choices=["error", "drop"], default="error",
+                   help="what to do with examples whose key is missing (drop: count and report)")
+    p.add_argument("--engine", choices=["local", "beam"], default="local")
+    p.add_argument("--num-shards", type=int, default=None, help="partitions (default: planned "
+                   "from the input size and memory limit)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.epilog = "Anything after a bare -- is passed to Apache Beam as pipeline options."
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from fedgroups.build.api import build
+
+    kwargs: dict[str, Any] = {}
+    source, key, out = args.source, args.key, args.out
+    if args.recipe:
+        from fedgroups.recipes import get_recipe
+        if out is None and source is not None:
+            source, out = None, source
+        if source is not None or out is None:
+            raise FedGroupsError("with --recipe, give only OUT: fedgroups build --recipe NAME OUT")
+        source, key, kwargs = get_recipe(args.recipe).build_args(split=args.split)
+    if source is None or out is None or key is None:
+        raise FedGroupsError("give SOURCE, OUT and --key (or --recipe NAME OUT); "
+                             "see fedgroups build --help")
+    options = list(getattr(args, "pipeline_options", []) or [])
+    kwargs.update(workers=args.workers, memory_limit=args.memory_limit,
+                  overwrite=args.overwrite, engine=args.engine, format=args.format,
+                  text_column=None if args.text_column == "none" else args.text_column,
+                  on_missing_key=args.on_missing_key, num_partitions=args.num_shards,
+                  pipeline_options=options, progress=not args.quiet)
+    if args.split is not None:
+        kwargs["split"] = args.split
+    report = build(source, key, out, **kwargs)
+    m = report.manifest
+    rows = info_rows(m)[:7] + [
+        ("time", f"{report.seconds:.1f} s ({report.examples_per_second:,.0f} examples/s)"),
+        ("output", report.path),
+    ]
+    for where in report.stats.get("drop_examples", []):
+        rows.append(("dropped e.g. at", where))
+    print(table(rows, title="build finished"))
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from fedgroups.format.manifest import read_manifest
+
+    m = read_manifest(args.path)
+    if args.json:
+        print(json.dumps({k: v for k, v in m.items() if k != "shards"} | {
+            "shards": len(m["shards"])}, indent=2))
+    else:
+        print(table(info_rows(m), title=os.path.abspath(args.path)))
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from fedgroups.format.verify import verify
+
+    problems = verify(args.path)
+    if problems:
+        print(f"{args.path}: {len(problems)} problem(s)", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    from fedgroups.format.manifest import read_manifest
+    t = read_manifest(args.path)["totals"]
+    print(f"{args.path}: OK ({t['groups']:,} groups, {t['examples']:,} examples, "
+          f"{t['shards']} shards; every checksum and count matches)")
+    return 0
+
+
+def _run_head(args: argparse.Namespace) -> int:
+    import fedgroups as fg
+
+    ds = fg.open(args.path)
+    if args.group is not None:
+        key: Any = args.group
+        if ds.manifest["key"]["type"] == "int64":
+            key = int(key)
+        groups = [ds.group(key)]
+    else:
+        groups = [ds.group_at(i) for i in range(min(args.groups, len(ds)))]
+    for g in groups:
+        print(f"== group {g.key!r}: {g.num_examples:,} examples")
+        for i, ex in enumerate(g):
+            if i >= args.n:
+                break
+            shown = {k: (v[: args.width] + "…" if isinstance(v, str) and len(v) > args.width
+                         else v) for k, v in ex.items()}
+            print(json.dumps(shown, ensure_ascii=False, default=str))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from fedgroups import __version__
+
+    parser = argparse.ArgumentParser(prog="fedgroups", description=(
+        "Group-structured datasets and federated simulation of language models."))
+    parser.add_argument("--version", action="version", version=f"fedgroups {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_build(sub)
+    p = sub.add_parser("info", help="what a grouped dataset holds")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="print the manifest (without shard list)")
+    p = sub.add_parser("verify", help="re-check every checksum and count")
+    p.add_argument("path")
+    p = sub.add_parser("head", help="show the first examples of some groups")
+    p.add_argument("path")
+    p.add_argument("--group", default=None, help="key of the group to show")
+    p.add_argument("-n", type=int, default=5, help="examples per group")
+    p.add_argument("--groups", type=int, default=3, help="groups to show without --group")
+    p.add_argument("--width", type=int, default=120, help="cut strings at this many characters")
+    _optional_parsers(sub)
+    return parser
+
+
+_OPTIONAL = {
+    "stats": ("fedgroups.stats.cli", "add_stats_parser", "run_stats"),
+    "train": ("fedgroups.fl.cli", "add_train_parser", "run_train"),
+}
+
+
+def _optional_parsers(sub: Any) -> None:
+    import importlib
+
+    for module, add, _ in _OPTIONAL.values():
+        try:
+            getattr(importlib.import_module(module), add)(sub)
+        except ImportError:
+            continue
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # the rest goes to Apache Beam untouched
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    args = parser.parse_args(argv)
+    args.pipeline_options = extra
+    runners = {"build": _run_build, "info": _run_info, "verify": _run_verify, "head": _run_head}
+    try:
+        if args.command in runners:
+            return runners[args.command](args)
+        import importlib
+        module, _, run = _OPTIONAL[args.command]
+        return int(getattr(importlib.import_module(module), run)(args) or 0)
+    except FedGroupsError as e:
+        print(f"fedgroups {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyError as e:
+        print(f"fedgroups {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fedgroups {args.command}: interrupted; nothing was published", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
