@@ -34,6 +34,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms.window import GlobalWindows
 
 from fedgroups.build.beam_arrow import (
+    CHUNK_BYTES,
     SORT_BUDGET,
     ChunkCutter,
     MapSummary,
@@ -81,6 +82,11 @@ class BeamSettings:
     shard_bytes: int = SHARD_BYTES
     compression: str | None = "lz4"
 
+    @property
+    def chunk_bytes(self) -> int:
+        """Shuffle elements stay well inside the reduce budget (a chunk is decoded whole)."""
+        return max(1 << 10, min(CHUNK_BYTES, self.sort_budget // 8))
+
     def __post_init__(self) -> None:
         if self.num_shards < 1:
             raise SettingError(f"num_shards must be at least 1, got {self.num_shards}")
@@ -114,7 +120,8 @@ class _KeyAndCut(beam.DoFn):
         self.on_missing_key = on_missing_key
 
     def start_bundle(self) -> None:
-        self._cutter = ChunkCutter(self.settings.num_shards, self.settings.compression)
+        self._cutter = ChunkCutter(self.settings.num_shards, self.settings.compression,
+                                   chunk_bytes=self.settings.chunk_bytes)
         self._summary = MapSummary()
         self._chunks = Metrics.counter(_NS, "shuffle_chunks")
         self._bytes = Metrics.counter(_NS, "shuffle_bytes")

@@ -27,7 +27,7 @@ from fedgroups.errors import KeyFunctionError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.manifest import file_sha256
 from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
-from fedgroups.format.writer import SHARD_BYTES, ShardWriter
+from fedgroups.format.writer import ROW_GROUP_BYTES, SHARD_BYTES, ShardWriter
 from fedgroups.keys.hashing import partition_of
 
 MAX_PARTITIONS = 4096
@@ -267,7 +267,8 @@ def write_partition(
             rows += table.num_rows
             sorter.add(table)
         writer = ShardWriter(root=root, partition=partition, schema=schema,
-                             text_column=text_column, shard_bytes=shard_bytes)
+                             text_column=text_column, shard_bytes=shard_bytes,
+                             row_group_bytes=max(1 << 10, min(ROW_GROUP_BYTES, shard_bytes // 4)))
         for table in sorter.sorted_tables():
             writer.write(table.drop_columns([ORDINAL_COLUMN]))
         index = writer.close()

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from fedgroups.errors import SettingError
 
-# What a Python process with pyarrow and numpy imported costs before it holds any data.
-PROCESS_BASE_BYTES = 160 << 20
+# What a Python process costs before it holds data: imports (~100 MiB) plus the Parquet/JSON
+# readers' decode buffers (~60-100 MiB, measured on 1 KiB text rows).
+PROCESS_BASE_BYTES = 200 << 20
 MIN_WORKER_BUDGET = 24 << 20
 MAX_PARTITIONS = 4096
 TARGET_PARTITION_BYTES = 512 << 20

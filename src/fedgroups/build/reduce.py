@@ -32,9 +32,15 @@ def _sorted(table: pa.Table) -> pa.Table:
     return table.take(pc.sort_indices(table, sort_keys=_SORT))
 
 
+MERGE_WINDOW_BYTES = 1 << 20  # what a merge holds of each run at a time
+
+
 def _write_run(path: str, table: pa.Table) -> None:
+    """A sorted run in batches of about MERGE_WINDOW_BYTES, so merging it stays small."""
+    per_row = max(1, table.nbytes // max(table.num_rows, 1))
+    rows = int(min(RUN_BATCH_ROWS, max(16, MERGE_WINDOW_BYTES // per_row)))
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-        w.write_table(table, max_chunksize=RUN_BATCH_ROWS)
+        w.write_table(table, max_chunksize=rows)
 
 
 def _run_batches(path: str) -> Iterator[pa.Table]:
@@ -81,6 +87,24 @@ def merge_sorted_runs(paths: list[str]) -> Iterator[pa.Table]:
         yield _sorted(pa.concat_tables(out))
 
 
+def _merge_to_file(paths: list[str], out: str) -> None:
+    writer = None
+    try:
+        for table in merge_sorted_runs(paths):
+            if writer is None:
+                sink = pa.OSFile(out, "wb")
+                writer = pa.ipc.new_file(sink, table.schema)
+            per_row = max(1, table.nbytes // max(table.num_rows, 1))
+            writer.write_table(table, max_chunksize=int(min(
+                RUN_BATCH_ROWS, max(16, MERGE_WINDOW_BYTES // per_row))))
+    finally:
+        if writer is not None:
+            writer.close()
+            sink.close()
+    for p in paths:
+        os.remove(p)
+
+
 def reduce_partition(
     partition: int, runs: list[Run], *, root: str, schema: pa.Schema, text_column: str | None,
     sort_in_memory_bytes: int, scratch: str, shard_bytes: int = SHARD_BYTES,
@@ -101,8 +125,22 @@ def reduce_partition(
         for i, r in enumerate(runs):  # each run fits: it was spilled from a bounded buffer
             path = os.path.join(scratch, f"sorted-p{partition:05d}-{i:05d}.arrow")
             _write_run(path, _sorted(_read_run(r.path)))
+            pa.default_memory_pool().release_unused()  # keep the allocator's cache small
             os.remove(r.path)
             sorted_paths.append(path)
+        # Merge at most fan_in runs at once (each holds a ~1 MiB window): more runs than
+        # that are first merged into longer runs, so memory never grows with the data.
+        fan_in = max(2, sort_in_memory_bytes // (2 * MERGE_WINDOW_BYTES))
+        level = 0
+        while len(sorted_paths) > fan_in:
+            merged = []
+            for j in range(0, len(sorted_paths), fan_in):
+                batch = sorted_paths[j:j + fan_in]
+                path = os.path.join(scratch, f"merged-p{partition:05d}-{level}-{j:05d}.arrow")
+                _merge_to_file(batch, path)
+                merged.append(path)
+            sorted_paths = merged
+            level += 1
         for table in merge_sorted_runs(sorted_paths):
             writer.write(table.drop_columns([ORDINAL_COLUMN]))
         for p in sorted_paths:

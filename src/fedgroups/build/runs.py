@@ -77,6 +77,7 @@ class RunSpiller:
         self._seq += 1
         self._buffers.clear()
         self._buffered = 0
+        pa.default_memory_pool().release_unused()  # keep the allocator's cache small
 
 
 def key_batch(

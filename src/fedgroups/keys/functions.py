@@ -48,6 +48,16 @@ class KeyFunction:
                     f"key {self.spec!r}: column {name!r} does not exist in {where}; "
                     f"columns are: {', '.join(schema.names)}"
                 )
+            t = schema.field(name).type
+            if pa.types.is_dictionary(t):
+                t = t.value_type
+            if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                    or pa.types.is_large_binary(t) or pa.types.is_integer(t)
+                    or pa.types.is_null(t) or pa.types.is_string_view(t)):
+                raise SettingError(
+                    f"key {self.spec!r}: column {name!r} has type {t}; a key column must hold "
+                    "strings, bytes or integers (use a python: key function to convert)"
+                )
 
 
 def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
@@ -83,13 +93,19 @@ class FieldKey(KeyFunction):
         return normalise_key_array(_column(batch, self.field_name), f"column {self.field_name!r}")
 
 
-# scheme://[userinfo@]host[:port]/...; also accepts protocol-relative //host and bare host/path.
-_HOST_RE = r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:)?(?://)?(?:[^@/?#]*@)?(?P<host>\[[^\]]*\]|[^:/?#\s]+)"
+# scheme://[userinfo@]host[:port]/... or protocol-relative //host/...
+_URL_HOST_RE = r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://|//)(?:[^@/?#\s]*@)?(?P<host>\[[^\]/]*\]|[^:/?#\s@]+)"
+# a bare host with a dot, as in "example.com/page" (no scheme)
+_BARE_HOST_RE = r"^(?P<host>[A-Za-z0-9\-_]+(?:\.[A-Za-z0-9\-_]+)+)(?:[:/?#]|$)"
 
 
 def url_hosts(urls: pa.Array) -> pa.Array:
     """Lower-cased host of each URL (no port, no user info); null where there is none."""
-    return pc.utf8_lower(pc.struct_field(pc.extract_regex(urls, _HOST_RE), [0]))
+    hosts = pc.struct_field(pc.extract_regex(urls, _URL_HOST_RE), [0])
+    if hosts.null_count > urls.null_count:
+        bare = pc.struct_field(pc.extract_regex(urls, _BARE_HOST_RE), [0])
+        hosts = pc.coalesce(hosts, bare)
+    return pc.utf8_lower(hosts)
 
 
 @dataclass(frozen=True, kw_only=True)

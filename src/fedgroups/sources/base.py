@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from fedgroups.errors import SourceError
 
-BATCH_ROWS = 32_768
+BATCH_ROWS = 8_192
 
 
 @dataclass

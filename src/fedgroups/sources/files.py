@@ -115,8 +115,10 @@ def _text_batches(path: str) -> Iterator[pa.RecordBatch]:
 def _raw_batches(path: str, fmt: str) -> Iterator[pa.RecordBatch]:
     """Batches of one file in its own inferred schema."""
     if fmt == "parquet":
-        pf = pq.ParquetFile(_open(path))
-        yield from pf.iter_batches(batch_size=BATCH_ROWS)
+        # pre_buffer would read whole row groups (or files) ahead: memory must stay bounded
+        source = path if not _is_remote(path) else _open(path)
+        pf = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
+        yield from pf.iter_batches(batch_size=BATCH_ROWS, use_threads=False)
     elif fmt == "jsonl":
         with _open(path) as f:
             yield from pjson.open_json(f, read_options=pjson.ReadOptions(block_size=_BLOCK))

@@ -1,0 +1,60 @@
+"""The fedgroups command end to end: build, info, verify, head, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from fedgroups.cli import main
+
+
+def _write_jsonl(path, n=60):
+    path.write_text("".join(json.dumps({"url": f"https://site{i % 4}.org/p{i}",
+                                        "text": f"doc {i}"}) + "\n" for i in range(n)))
+
+
+def test_build_info_verify_head(tmp_path, capsys):
+    _write_jsonl(tmp_path / "in.jsonl")
+    out = str(tmp_path / "out")
+    assert main(["build", str(tmp_path / "in.jsonl"), out, "--key", "url-host:url",
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "build finished" in text and "groups" in text and "60" in text
+    assert main(["info", out]) == 0
+    assert "site0.org" not in capsys.readouterr().out  # info shows totals, not data
+    assert main(["info", out, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["groups"] == 4
+    assert main(["verify", out]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["head", out, "--group", "site2.org", "-n", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("== group 'site2.org': 15 examples") and len(lines) == 3
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
+    assert main(["build", str(tmp_path / "missing.jsonl"), str(tmp_path / "o"), "--key",
+                 "field:x", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.jsonl: no such file" in err and "Traceback" not in err
+    _write_jsonl(tmp_path / "in.jsonl")
+    assert main(["build", str(tmp_path / "in.jsonl"), str(tmp_path / "o"), "--key",
+                 "field:nope", "--quiet"]) == 2
+    assert "column 'nope' does not exist" in capsys.readouterr().err
+    assert main(["head", str(tmp_path / "in.jsonl")]) == 2
+    assert main(["verify", str(tmp_path)]) == 1
+
+
+def test_head_unknown_group_suggests_close_keys(tmp_path, capsys):
+    _write_jsonl(tmp_path / "in.jsonl")
+    out = str(tmp_path / "out")
+    main(["build", str(tmp_path / "in.jsonl"), out, "--key", "url-host:url", "--quiet"])
+    capsys.readouterr()
+    assert main(["head", out, "--group", "site9.org"]) == 2
+    assert "did you mean" in capsys.readouterr().err
+
+
+def test_console_script_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fedgroups.cli", "--version"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "fedgroups" in proc.stdout
