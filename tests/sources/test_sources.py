@@ -89,3 +89,21 @@ def test_stdlib_source(tmp_path):
 def test_paragraphs_split_on_blank_lines():
     assert paragraphs("a\nb\n\n\nc\n  \nd") == ["a\nb", "c", "d"]
     assert paragraphs("") == []
+
+
+def test_remote_paths_through_fsspec(tmp_path):
+    """gs://, s3:// and hf:// go through fsspec; its in-memory filesystem stands in here."""
+    import json
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("memory://bucket/data/a.jsonl", "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in ROWS[:15]))
+    with fs.open("memory://bucket/data/b.parquet", "wb") as f:
+        pq.write_table(pa.Table.from_pylist(ROWS[15:]), f)
+    fg.build(["memory://bucket/data/*.jsonl", "memory://bucket/data/*.parquet"], "field:user",
+             tmp_path / "o")
+    _expect(tmp_path / "o")
+    with pytest.raises(fg.FedGroupsError, match="no filesystem"):
+        fg.build("nosuchproto://x/y.jsonl", "field:user", tmp_path / "o2")

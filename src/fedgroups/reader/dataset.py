@@ -3,42 +3,74 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from fedgroups.errors import CorruptDatasetError
-from fedgroups.format.manifest import file_sha256, read_manifest, schema_from_json
+from fedgroups.errors import SettingError
+from fedgroups.format.manifest import read_manifest, schema_from_json
 from fedgroups.format.spec import KEY_COLUMN
+from fedgroups.reader.index import IndexArrays, load_index
 from fedgroups.reader.shards import ShardCache
+from fedgroups.reader.split import split_ids, split_rows
+from fedgroups.reader.stream import (
+    GroupStream,
+    StreamSettings,
+    check_state,
+    order_for,
+    selection_digest,
+)
 
 Key = str | bytes | int
 
 
-@dataclass(frozen=True)
-class _Part:
+class _Part(NamedTuple):
     shard: int
     first_row: int
     num_rows: int
 
 
+def _concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    if hasattr(pa, "concat_batches"):
+        return pa.concat_batches(batches)
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
 class Group:
-    """One group: its key, its sizes, and lazy access to its examples."""
+    """One group: its key, its sizes, and lazy access to its examples.
+
+    ``rows`` (sorted positions inside the group) restricts the group to some of its
+    examples, as made by :meth:`split_examples`; sizes in bytes and words are then
+    estimated in proportion.
+    """
 
     def __init__(self, key: Key, parts: list[_Part], num_bytes: int, num_words: int,
-                 shards: ShardCache, columns: list[str]) -> None:
+                 shards: ShardCache, schema: pa.Schema, *, rows: np.ndarray | None = None,
+                 ) -> None:
         self.key = key
         self.parts = parts
-        self.num_examples = sum(p.num_rows for p in parts)
-        self.num_bytes = num_bytes
-        self.num_words = num_words
+        if rows is None:
+            self.num_examples = parts[0].num_rows if len(parts) == 1 else \
+                sum(p.num_rows for p in parts)
+            self.num_bytes, self.num_words = num_bytes, num_words
+        else:
+            total = sum(p.num_rows for p in parts)
+            self.num_examples = len(rows)
+            share = self.num_examples / total if total else 0.0
+            self.num_bytes, self.num_words = round(num_bytes * share), round(num_words * share)
+        self._total_bytes, self._total_words = num_bytes, num_words
+        self.schema = schema
+        self._columns = schema.names
         self._shards = shards
-        self._columns = columns
+        self._rows = rows
+        self._preloaded: list[pa.Table] | None = None
+        self._preloaded_cols: list[str] = []
 
     def __repr__(self) -> str:
         return f"Group(key={self.key!r}, num_examples={self.num_examples})"
@@ -46,64 +78,123 @@ class Group:
     def __len__(self) -> int:
         return self.num_examples
 
-    def tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
-        """The group's rows as Arrow tables, one row group at a time (never the whole group)."""
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
         cols = list(columns) if columns is not None else self._columns
         for name in cols:
             if name not in self._columns:
                 raise KeyError(f"no column {name!r}; columns are {self._columns}")
-        for p in self.parts:
-            yield from self._shards.get(p.shard).read_rows(p.first_row, p.num_rows, cols)
+        return cols
 
-    def batches(self, batch_size: int = 1024, columns: list[str] | None = None,
+    def _preload(self, columns: list[str]) -> None:
+        """Read the whole (small) group now, e.g. on a prefetch thread."""
+        if len(self.parts) == 1:
+            p = self.parts[0]
+            self._preloaded = self._shards.read_part(p.shard, p.first_row, p.num_rows,
+                                                     columns, self.key)
+        else:
+            self._preloaded = list(self._read(columns))
+        self._preloaded_cols = columns
+
+    def _read(self, cols: list[str]) -> Iterator[pa.RecordBatch]:
+        for p in self.parts:
+            yield from self._shards.read_group_rows(p.shard, p.first_row, p.num_rows, cols,
+                                                    self.key)
+
+    def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        """The group's rows as zero-copy slices of its row groups, in order."""
+        cols = self._check_columns(columns)
+        pre = self._preloaded
+        if pre is not None and cols == self._preloaded_cols:
+            source: Iterator[pa.RecordBatch] = iter(pre)
+        elif pre is not None and set(cols) <= set(self._preloaded_cols):
+            source = (b.select(cols) for b in pre)
+        else:
+            source = self._read(cols)
+        if self._rows is None:
+            yield from source
+            return
+        offset = 0
+        for b in source:
+            lo, hi = np.searchsorted(self._rows, [offset, offset + b.num_rows])
+            if hi > lo:
+                yield b.take(pa.array(self._rows[lo:hi] - offset))
+            offset += b.num_rows
+
+    def tables(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+        """The group's rows as Arrow tables, one row group at a time (never the whole group)."""
+        for b in self._batches(columns):
+            yield pa.Table.from_batches([b])
+
+    def batches(self, batch_size: int = 1024, columns: Sequence[str] | None = None,
                 ) -> Iterator[pa.RecordBatch]:
-        """Record batches of at most ``batch_size`` rows (the last may be shorter)."""
+        """Record batches of exactly ``batch_size`` rows (the last may be shorter)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        pending: list[pa.Table] = []
+        pre = self._preloaded
+        if (pre is not None and len(pre) == 1 and self._rows is None and columns is None
+                and pre[0].num_rows <= batch_size and self._preloaded_cols == self._columns):
+            yield pre[0]  # fast path: a small group read whole by the stream
+            return
+        pending: list[pa.RecordBatch] = []
         held = 0
-        for table in self.tables(columns):
-            pending.append(table)
-            held += table.num_rows
-            while held >= batch_size:
-                merged = pa.concat_tables(pending)
-                yield from merged.slice(0, batch_size).combine_chunks().to_batches()
-                rest = merged.slice(batch_size)
-                pending, held = [rest], rest.num_rows
+        for batch in self._batches(columns):
+            if not held and batch.num_rows < batch_size:  # common: a whole small group
+                pending, held = [batch], batch.num_rows
+                continue
+            while batch.num_rows:
+                take = min(batch_size - held, batch.num_rows)
+                pending.append(batch.slice(0, take) if take < batch.num_rows else batch)
+                held += take
+                batch = batch.slice(take)
+                if held == batch_size:
+                    yield _concat_batches(pending)
+                    pending, held = [], 0
         if held:
-            yield from pa.concat_tables(pending).combine_chunks().to_batches()
+            yield _concat_batches(pending)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for table in self.tables():
-            yield from table.to_pylist()
+        for b in self._batches(None):
+            yield from b.to_pylist()
 
-    def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
+    def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The whole group in memory: only when the caller asks for it."""
-        tables = list(self.tables(columns))
-        if not tables:
-            cols = columns if columns is not None else self._columns
-            return pa.schema([self._shards_schema_field(c) for c in cols]).empty_table()
-        return pa.concat_tables(tables)
+        cols = self._check_columns(columns)
+        batches = list(self._batches(cols))
+        return pa.Table.from_batches(batches, pa.schema([self.schema.field(c) for c in cols]))
 
-    def _shards_schema_field(self, name: str) -> pa.Field:
-        return self._shards.get(self.parts[0].shard).file.schema_arrow.field(name)
+    def split_examples(self, fractions: Mapping[str, float], *, seed: int | None = None,
+                       ) -> dict[str, Group]:
+        """This group's examples split into named parts, e.g. for personalization.
+
+        ``seed=None`` splits in stored order (``{"train": 0.8, "test": 0.2}`` fine-tunes on
+        the first 80% and evaluates on the rest); an integer seed assigns examples by a
+        permutation seeded by (seed, key). Each part is a lazy :class:`Group`.
+        """
+        salt = int.from_bytes(hashlib.blake2b(repr(self.key).encode(), digest_size=4).digest(),
+                              "little")
+        base = np.arange(self.num_examples) if self._rows is None else self._rows
+        out = {}
+        for name, pos in split_rows(self.num_examples, fractions, seed, salt).items():
+            g = Group(self.key, self.parts, self._total_bytes, self._total_words, self._shards,
+                      self.schema, rows=base[pos])
+            g._preloaded, g._preloaded_cols = self._preloaded, self._preloaded_cols
+            out[name] = g
+        return out
 
 
 class GroupedDataset:
     """A grouped dataset on disk (or a view of some of its groups)."""
 
     def __init__(self, root: str, manifest: dict[str, Any], index: pa.Table,
-                 group_ids: np.ndarray | None = None, shards: ShardCache | None = None) -> None:
+                 group_ids: np.ndarray | None = None, shards: ShardCache | None = None,
+                 arrays: IndexArrays | None = None) -> None:
         self.root = root
         self.manifest = manifest
         self.index = index
-        parts = np.asarray(index.column("part"))
-        self._group_starts = np.flatnonzero(parts == 0).astype(np.int64)
-        self._group_stops = np.append(self._group_starts[1:], len(parts)).astype(np.int64)
-        self._ids = np.arange(len(self._group_starts)) if group_ids is None else group_ids
+        self._a = arrays or IndexArrays.from_index(index)
+        n = len(self._a.starts)
+        self._ids = np.arange(n, dtype=np.int64) if group_ids is None else group_ids
         self._shards = shards or ShardCache(root, manifest["shards"])
-        self._num_rows = np.asarray(index.column("num_rows"))
-        self._keys_col = index.column("key").combine_chunks()
         full = schema_from_json(manifest["schema"])
         self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN])
         self._columns = self.schema.names
@@ -114,87 +205,77 @@ class GroupedDataset:
 
     @property
     def num_examples(self) -> int:
-        if len(self._ids) == len(self._group_starts):
+        if len(self._ids) == len(self._a.starts):
             return int(self.manifest["totals"]["examples"])
         return int(self.group_sizes().sum())
 
     def group_sizes(self) -> np.ndarray:
         """Examples per group, in key order (aligned with ``keys()``)."""
-        csum = np.concatenate([[0], np.cumsum(self._num_rows)])
-        ids = self._ids
-        return csum[self._group_stops[ids]] - csum[self._group_starts[ids]]
+        return self._a.sizes[self._ids]
 
     def keys(self) -> list[Key]:
         """Group keys in sorted order."""
-        return self._keys_col.take(pa.array(self._group_starts[self._ids])).to_pylist()
+        return self._keys_of(self._ids)
+
+    def _keys_of(self, ids: np.ndarray) -> list[Key]:
+        return self._a.keys.take(pa.array(np.asarray(ids, dtype=np.int64))).to_pylist()
+
+    def _physical(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._a.location[ids], self._a.bytes[ids]
+
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
+        cols = list(columns) if columns is not None else list(self._columns)
+        missing = [c for c in cols if c not in self._columns]
+        if missing:
+            raise KeyError(f"no column {missing[0]!r}; columns are {self._columns}")
+        return cols
 
     def __repr__(self) -> str:
         return (f"GroupedDataset({self.root!r}, groups={len(self)}, "
                 f"examples={self.num_examples}, key={self.manifest['key'].get('spec')!r})")
 
     # ---- random access ---------------------------------------------------------------
-    def _find(self, key: Key) -> int | None:
-        """Group number of ``key`` (binary search over the sorted index), or None."""
-        arr = self._keys_col
-        try:
-            target = pa.scalar(key, arr.type).as_py()
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            return None
-        starts = self._group_starts
-        lo, hi = 0, len(starts)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if arr[int(starts[mid])].as_py() < target:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < len(starts) and arr[int(starts[lo])].as_py() == target:
-            return lo
-        return None
+    def _in_view(self, gid: int) -> bool:
+        if len(self._ids) == len(self._a.starts):
+            return True
+        pos = int(np.searchsorted(self._ids, gid))
+        return pos < len(self._ids) and int(self._ids[pos]) == gid
 
-    def _group_at(self, gid: int) -> Group:
-        a, b = int(self._group_starts[gid]), int(self._group_stops[gid])
-        rows = self.index.slice(a, b - a).to_pydict()
-        parts = [_Part(s, f, n) for s, f, n in
-                 zip(rows["shard"], rows["first_row"], rows["num_rows"])]
-        return Group(rows["key"][0], parts, sum(rows["num_bytes"]), sum(rows["num_words"]),
-                     self._shards, self._columns)
+    def _group_at(self, gid: int, key: Key | None = None) -> Group:
+        a = self._a
+        lo, hi = a.starts[gid], a.stops[gid]
+        parts = [_Part(int(a.part_shard[i]), int(a.part_first[i]), int(a.part_rows[i]))
+                 for i in range(lo, hi)]
+        if key is None:
+            key = a.keys[gid].as_py()
+        return Group(key, parts, int(a.bytes[gid]), int(a.words[gid]), self._shards,
+                     self.schema)
+
+    def _groups_at(self, ids: np.ndarray) -> list[Group]:
+        """Several groups at once (keys converted in one call)."""
+        return [self._group_at(int(g), k) for g, k in zip(ids, self._keys_of(ids))]
 
     def group(self, key: Key) -> Group:
         """The group with this key; KeyError (with close matches) if there is none."""
-        gid = self._find(key)
-        if gid is not None and len(self._ids) != len(self._group_starts):
-            pos = int(np.searchsorted(self._ids, gid))
-            if pos >= len(self._ids) or self._ids[pos] != gid:
-                gid = None
-        if gid is None:
-            hint = ""
-            if isinstance(key, str) and len(self) <= 2_000_000:
-                close = difflib.get_close_matches(key, [k for k in self._nearby(key)
-                                                        if isinstance(k, str)], n=3)
-                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(f"no group {key!r} in {self.root}{hint}")
+        gid = self._a.find(key)
+        if gid is None or not self._in_view(gid):
+            raise KeyError(f"no group {key!r} in {self.root}{self._hint(key)}")
         return self._group_at(gid)
 
-    def _nearby(self, key: str) -> list[Key]:
-        """Keys sorted near ``key`` plus keys sharing its first letters (for the hint)."""
-        n = len(self._group_starts)
-        keys = self._keys_col.take(pa.array(self._group_starts))
-        if n <= 50_000:
-            return keys.to_pylist()
-        import pyarrow.compute as pc
-        pos = int(pc.sum(pc.less(keys, pa.scalar(key, keys.type))).as_py() or 0)
-        return keys.slice(max(0, pos - 200), 400).to_pylist()
+    def _hint(self, key: Key) -> str:
+        if not isinstance(key, str):
+            return ""
+        near = [k for k in self._keys_of(self._ids[self._a.near(key, self._ids)])
+                if isinstance(k, str)]
+        close = difflib.get_close_matches(key, near, n=3)
+        return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
     def __getitem__(self, key: Key) -> Group:
         return self.group(key)
 
     def __contains__(self, key: Key) -> bool:
-        try:
-            self.group(key)
-        except KeyError:
-            return False
-        return True
+        gid = self._a.find(key)
+        return gid is not None and self._in_view(gid)
 
     def group_at(self, position: int) -> Group:
         """The ``position``-th group in key order (of this view)."""
@@ -202,44 +283,85 @@ class GroupedDataset:
             raise IndexError(f"group position {position} out of range 0..{len(self._ids) - 1}")
         return self._group_at(int(self._ids[position]))
 
-    def subset(self, keys: list[Key]) -> GroupedDataset:
-        """A view holding only the given groups (KeyError names the first one missing)."""
+    def _ids_of(self, keys: Sequence[Key]) -> np.ndarray:
         ids = []
         for k in keys:
-            gid = self._find(k)
-            if gid is None:
-                raise KeyError(f"no group {k!r} in {self.root}")
+            gid = self._a.find(k)
+            if gid is None or not self._in_view(gid):
+                raise KeyError(f"no group {k!r} in {self.root}{self._hint(k)}")
             ids.append(gid)
-        return self._view(np.unique(np.asarray(ids, dtype=np.int64)))
+        return np.unique(np.asarray(ids, dtype=np.int64))
+
+    def subset(self, keys: Sequence[Key]) -> GroupedDataset:
+        """A view holding only the given groups (KeyError names the first one missing)."""
+        return self._view(self._ids_of(keys))
 
     def _view(self, ids: np.ndarray) -> GroupedDataset:
-        return GroupedDataset(self.root, self.manifest, self.index, ids, self._shards)
+        return GroupedDataset(self.root, self.manifest, self.index, ids, self._shards, self._a)
 
     def __iter__(self) -> Iterator[Group]:
         for gid in self._ids:
             yield self._group_at(int(gid))
 
+    # ---- streams and splits ----------------------------------------------------------
+    def _select(self, min_examples: int | None, max_examples: int | None,
+                keys: Sequence[Key] | None) -> np.ndarray:
+        ids = self._ids if keys is None else self._ids_of(keys)
+        sizes = self._a.sizes[ids]
+        keep = np.ones(len(ids), dtype=bool)
+        if min_examples is not None:
+            keep &= sizes >= min_examples
+        if max_examples is not None:
+            keep &= sizes <= max_examples
+        if min_examples is not None and max_examples is not None and min_examples > max_examples:
+            raise SettingError(f"min_examples {min_examples} > max_examples {max_examples}")
+        return ids[keep]
 
-def _load_index(root: str, manifest: dict[str, Any]) -> pa.Table:
-    info = manifest["index"]
-    path = os.path.join(root, info["path"])
-    if not os.path.exists(path):
-        raise CorruptDatasetError(f"{path}: the group index is missing; rebuild the dataset")
-    if os.path.getsize(path) != info["file_bytes"] or file_sha256(path) != info["sha256"]:
-        raise CorruptDatasetError(
-            f"{path}: the group index does not match its checksum in the manifest; the dataset "
-            "is damaged — rebuild it")
-    try:
-        index = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise CorruptDatasetError(f"{path}: cannot read the group index ({e})") from e
-    if index.num_rows != info["num_rows"]:
-        raise CorruptDatasetError(f"{path}: {index.num_rows} rows, manifest says {info['num_rows']}")
-    return index
+    def groups(self, *, shuffle: bool = True, seed: int = 0, epoch: int = 0, rank: int = 0,
+               world_size: int = 1, worker: int = 0, num_workers: int = 1,
+               buffer_size: int = 16_384, block_bytes: int = 1 << 20, prefetch: int = 64,
+               num_threads: int = 2, min_examples: int | None = None,
+               max_examples: int | None = None, keys: Sequence[Key] | None = None,
+               columns: Sequence[str] | None = None, state: dict[str, Any] | None = None,
+               ) -> GroupStream:
+        """One epoch of groups for one (rank, worker) slot: a resumable :class:`GroupStream`.
+
+        The order is a pure function of (seed, epoch) and the settings: blocks of groups
+        that are neighbours on disk are permuted, split into one contiguous run per slot
+        (``world_size * num_workers`` slots, rank-major), and shuffled within windows of
+        ``buffer_size`` groups. Over all slots every selected group appears exactly once.
+        ``min_examples``/``max_examples`` keep only groups of that many examples (bounds
+        included); ``keys`` keeps only those groups. Groups up to 8 MiB are read whole by
+        ``num_threads`` threads, about ``prefetch`` groups ahead (0: no threads); larger
+        groups stay lazy and are read one row group at a time as the caller iterates.
+        Pass ``state=it.state_dict()`` (and the same settings) to resume.
+        """
+        settings = StreamSettings(shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
+                                  world_size=world_size, worker=worker,
+                                  num_workers=num_workers, buffer_size=buffer_size,
+                                  block_bytes=block_bytes)
+        ids = self._select(min_examples, max_examples, keys)
+        selection = selection_digest(self.manifest["index"]["sha256"], ids)
+        position = 0 if state is None else check_state(state, settings, selection)
+        return GroupStream(self, order_for(self, ids, settings), settings, selection,
+                           position=position, prefetch=prefetch, num_threads=num_threads,
+                           columns=columns)
+
+    def split_groups(self, fractions: Mapping[str, float], *, seed: int = 0,
+                     ) -> dict[str, GroupedDataset]:
+        """Split by group into named views, e.g. ``{"train": 0.9, "test": 0.1}``.
+
+        Deterministic in (seed, this view's groups); counts are exact (cumulative
+        rounding), and fractions summing below 1 leave the rest out.
+        """
+        return {name: self._view(ids) for name, ids in split_ids(self._ids, fractions,
+                                                                  seed).items()}
 
 
-def open(path: str | os.PathLike[str]) -> GroupedDataset:  # noqa: A001 - the public name
+def open(path: str | os.PathLike[str]) -> GroupedDataset:
     """Open a grouped dataset written by ``fg.build`` (no code from the dataset is run)."""
     root = os.path.abspath(os.fspath(path))
     manifest = read_manifest(root)
-    return GroupedDataset(root, manifest, _load_index(root, manifest))
+    index = load_index(root, manifest)
+    return GroupedDataset(root, manifest, index, arrays=IndexArrays.from_index(
+        index, manifest=manifest, root=root))

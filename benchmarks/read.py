@@ -1,0 +1,205 @@
+"""Reading benchmarks, printed as ratios against baselines measured in the same run.
+
+1. Streaming every example of every group, shuffled, as Arrow batches, against a raw
+   pyarrow scan of the same shards cut into the same per-group batches (the baseline reads
+   row groups in file order and slices them at key changes); and as Python dicts, against
+   the raw scan converted with ``to_pylist``. Target: >= 0.8x.
+2. Random access to a 10-example group, uncached (each access decodes its row group), at
+   10k and 1M groups of the same size. Target: median(1M) <= 1.5x median(10k).
+3. PyTorch DataLoader with 2 workers against a single process, examples/s.
+
+Run: ``python benchmarks/read.py [--quick] [--workdir DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import fedgroups as fg
+from fedgroups.format.spec import KEY_COLUMN
+
+
+def make_table(num_groups: int, sizes: np.ndarray, seed: int, text_len: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    keys = np.repeat(np.arange(num_groups), sizes)
+    n = len(keys)
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"])
+    per_row = max(1, text_len // 6)
+    pool = [" ".join(words[rng.integers(0, len(words), per_row)]) for _ in range(1000)]
+    text = pa.array(pool).take(pa.array(rng.integers(0, 1000, n)))
+    return pa.table({"user": pa.array(keys.astype(str)).cast(pa.string()),
+                     "x": pa.array(rng.integers(0, 1 << 30, n)), "text": text}).take(
+        pa.array(rng.permutation(n)))
+
+
+def build(table: pa.Table, out: str) -> fg.GroupedDataset:
+    if not os.path.exists(os.path.join(out, "manifest.json")):
+        fg.build(table, "field:user", out, overwrite=True, progress=False, workers=2)
+    return fg.open(out)
+
+
+def best_of(fn: Callable[[], int], repeat: int = 3) -> tuple[float, int]:
+    """Fastest time of ``repeat`` runs (these machines are noisy) and fn's count."""
+    times, count = [], 0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        count = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), count
+
+
+def raw_scan_batches(root: str, columns: list[str], verify: bool = False) -> int:
+    rows = 0
+    for path in sorted(glob.glob(os.path.join(root, "shards", "*.parquet"))):
+        f = pq.ParquetFile(path, page_checksum_verification=verify)
+        for rg in range(f.num_row_groups):
+            t = f.read_row_group(rg, columns=[*columns, KEY_COLUMN]).combine_chunks()
+            keys = t.column(KEY_COLUMN).chunk(0)
+            cuts = np.flatnonzero(np.asarray(pc.not_equal(keys[1:], keys[:-1]))) + 1
+            batch = t.drop_columns([KEY_COLUMN]).to_batches()[0]
+            bounds = [0, *cuts.tolist(), batch.num_rows]
+            for a, b in itertools.pairwise(bounds):
+                rows += batch.slice(a, b - a).num_rows
+    return rows
+
+
+def raw_scan_dicts(root: str, columns: list[str]) -> int:
+    rows = 0
+    for path in sorted(glob.glob(os.path.join(root, "shards", "*.parquet"))):
+        f = pq.ParquetFile(path)
+        for rg in range(f.num_row_groups):
+            rows += len(f.read_row_group(rg, columns=columns).to_pylist())
+    return rows
+
+
+def stream_batches(ds: fg.GroupedDataset, columns: list[str]) -> int:
+    ds._shards.clear_cache()  # decode everything again, like the raw scan
+    rows = 0
+    for g in ds.groups(seed=0, columns=columns):
+        for b in g.batches(1 << 16, columns):
+            rows += b.num_rows
+    return rows
+
+
+def stream_dicts(ds: fg.GroupedDataset, columns: list[str]) -> int:
+    ds._shards.clear_cache()
+    rows = 0
+    for g in ds.groups(seed=0, columns=columns):
+        for _ in g:
+            rows += 1
+    return rows
+
+
+def bench_streaming(work: str, quick: bool) -> None:
+    rng = np.random.default_rng(0)
+    for label, n_groups, sizes in [
+        ("groups of ~100 examples (lognormal)", 2_000 if quick else 6_000,
+         None),
+        ("groups of 10 examples", 10_000 if quick else 30_000, 10),
+    ]:
+        if sizes is None:
+            sizes_arr = np.maximum(1, rng.lognormal(4.0, 1.0, n_groups).astype(np.int64))
+        else:
+            sizes_arr = np.full(n_groups, sizes)
+        path = os.path.join(work, f"stream-{n_groups}-{label.split()[2]}")
+        ds = build(make_table(n_groups, sizes_arr, 1, 200), path)
+        cols = ds.schema.names
+        t_raw, n_raw = best_of(lambda ds=ds, cols=cols: raw_scan_batches(ds.root, cols))
+        t_rawv, _ = best_of(lambda ds=ds, cols=cols: raw_scan_batches(ds.root, cols, verify=True))
+        t_fg, n_fg = best_of(lambda ds=ds, cols=cols: stream_batches(ds, cols))
+        assert n_raw == n_fg == ds.num_examples
+        t_rawd, _ = best_of(lambda ds=ds, cols=cols: raw_scan_dicts(ds.root, cols), 2)
+        t_fgd, n_fgd = best_of(lambda ds=ds, cols=cols: stream_dicts(ds, cols), 2)
+        assert n_fgd == ds.num_examples
+        print(f"streaming, {label}: {len(ds)} groups, {ds.num_examples} examples, "
+              f"{sum(s['file_bytes'] for s in ds.manifest['shards']) >> 20} MiB")
+        print(f"  arrow batches: {n_fg / t_fg:,.0f} ex/s vs raw scan {n_raw / t_raw:,.0f} "
+              f"ex/s -> ratio {t_raw / t_fg:.2f}x (target >= 0.8); vs raw scan that also "
+              f"verifies page checksums as fedgroups does: {t_rawv / t_fg:.2f}x")
+        print(f"  python dicts:  {n_fgd / t_fgd:,.0f} ex/s vs raw to_pylist "
+              f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {t_rawd / t_fgd:.2f}x (target >= 0.8)")
+
+
+def access_latency_ms(ds: fg.GroupedDataset, samples: int, seed: int) -> float:
+    keys = ds.keys()
+    rng = np.random.default_rng(seed)
+    times = []
+    for i in rng.integers(0, len(keys), samples):
+        ds._shards.clear_cache()  # uncached: every access decodes its row group
+        t = time.perf_counter()
+        rows = list(ds.group(keys[int(i)]))
+        times.append(time.perf_counter() - t)
+        assert len(rows) == 10
+    return 1000 * statistics.median(times)
+
+
+def bench_random_access(work: str, quick: bool) -> None:
+    big = 200_000 if quick else 1_000_000
+    lat = {}
+    for n in (10_000, big):
+        path = os.path.join(work, f"access-{n}")
+        t0 = time.perf_counter()
+        table = None if os.path.exists(os.path.join(path, "manifest.json")) else \
+            make_table(n, np.full(n, 10), 2, 40)
+        ds = build(table, path)
+        built = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        fg.open(path)
+        opened = time.perf_counter() - t1
+        access_latency_ms(ds, 20, 9)  # warm the file handles and page cache
+        lat[n] = access_latency_ms(ds, 300, 1)
+        print(f"random access, {n:,} groups of 10: median {lat[n]:.2f} ms "
+              f"(open {opened * 1000:.0f} ms, build/load {built:.0f} s)")
+    print(f"  ratio {big:,} / 10,000 groups: {lat[big] / lat[10_000]:.2f}x (target <= 1.5)")
+
+
+def bench_torch(work: str, quick: bool) -> None:
+    try:
+        import torch  # noqa: F401
+        from torch.utils.data import DataLoader
+
+        from fedgroups.adapters.torch import GroupStreamDataset
+    except ImportError:
+        print("torch: not installed, skipped")
+        return
+    path = os.path.join(work, f"stream-{2_000 if quick else 6_000}-~100")
+    ds = fg.open(path)
+
+    def run(workers: int) -> int:
+        data = GroupStreamDataset(ds, output="batches", batch_size=256, columns=["x", "text"])
+        loader = DataLoader(data, batch_size=None, num_workers=workers)
+        return sum(len(b["x"]) for b in loader)
+
+    t1, n1 = best_of(lambda: run(0), 2)
+    t2, n2 = best_of(lambda: run(2), 2)
+    assert n1 == n2 == ds.num_examples
+    print(f"torch DataLoader: 2 workers {n2 / t2:,.0f} ex/s vs single process "
+          f"{n1 / t1:,.0f} ex/s -> {t1 / t2:.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller datasets (~1 minute)")
+    ap.add_argument("--workdir", help="keep built datasets here between runs")
+    args = ap.parse_args()
+    work = args.workdir or tempfile.mkdtemp(prefix="fedgroups-bench-")
+    os.makedirs(work, exist_ok=True)
+    bench_streaming(work, args.quick)
+    bench_random_access(work, args.quick)
+    bench_torch(work, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""TensorFlow: a ``tf.data.Dataset`` of per-group ``tf.data.Dataset`` s.
+
+This is the shape of Dataset Grouper's group streams: the outer dataset yields one inner
+dataset of examples (dicts of scalar tensors) per group, in the stream's order, so
+training loops written for it run unchanged::
+
+    for client_ds in to_tf_dataset(ds, seed=0).take(cohort_size):
+        for batch in client_ds.batch(16): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from fedgroups.errors import SettingError
+from fedgroups.reader.dataset import GroupedDataset
+
+
+def _tf() -> Any:
+    try:
+        import tensorflow as tf
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("fedgroups.adapters.tensorflow needs TensorFlow: "
+                          "pip install 'fedgroups[tf]'") from e
+    return tf
+
+
+def _spec(tf: Any, name: str, t: pa.DataType) -> Any:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or \
+            pa.types.is_large_binary(t):
+        return tf.TensorSpec((), tf.string)
+    if pa.types.is_boolean(t):
+        return tf.TensorSpec((), tf.bool)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return tf.TensorSpec((), tf.as_dtype(t.to_pandas_dtype()))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _spec(tf, name, t.value_type)
+        return tf.TensorSpec((None,), inner.dtype)
+    raise SettingError(f"column {name!r} of {t} has no TensorFlow equivalent; select "
+                       "other columns")
+
+
+def to_tf_dataset(dataset: GroupedDataset, *, columns: Sequence[str] | None = None,
+                  batch_rows: int = 1024, **stream: Any) -> Any:
+    """``tf.data.Dataset`` whose elements are the groups' example datasets.
+
+    ``stream`` takes the arguments of :meth:`GroupedDataset.groups` (shuffle, seed, epoch,
+    rank, world_size, min_examples, keys, ...); the order of groups is that stream's.
+    Each inner dataset reads its group lazily, ``batch_rows`` rows at a time.
+    """
+    tf = _tf()
+    cols = dataset._check_columns(columns)
+    signature = {c: _spec(tf, c, dataset.schema.field(c).type) for c in cols}
+    keys = dataset.groups(**stream).keys()
+    key_type = dataset.manifest["key"]["type"]
+
+    def examples(key: Any) -> Any:
+        if key_type == "string":
+            key = key.decode("utf-8")
+        elif key_type == "int64":
+            key = int(key)
+        for batch in dataset.group(key).batches(batch_rows, cols):
+            yield from batch.to_pylist()
+
+    def group_dataset(key: Any) -> Any:
+        return tf.data.Dataset.from_generator(examples, args=(key,),
+                                              output_signature=signature)
+
+    if key_type == "int64":
+        key_ds = tf.data.Dataset.from_tensor_slices(tf.constant(keys, tf.int64))
+    else:
+        key_ds = tf.data.Dataset.from_tensor_slices(tf.constant(keys, tf.string))
+    return key_ds.map(group_dataset)

@@ -1,0 +1,148 @@
+"""The group index in memory: loaded once (the only O(groups) work), checked, searchable.
+
+Loading checks the index file against the manifest (size, sha256, row count) and its
+contents against themselves and the manifest (shard numbers and row ranges in bounds, keys
+strictly sorted, totals agreeing), so a bad index fails at open, naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.manifest import file_sha256
+
+_NEAR = 200  # keys each side of a missing key searched for "did you mean"
+
+
+def load_index(root: str, manifest: dict[str, Any]) -> pa.Table:
+    info = manifest["index"]
+    path = os.path.join(root, info["path"])
+    if not os.path.exists(path):
+        raise CorruptDatasetError(f"{path}: the group index is missing; rebuild the dataset")
+    if os.path.getsize(path) != info["file_bytes"] or file_sha256(path) != info["sha256"]:
+        raise CorruptDatasetError(
+            f"{path}: the group index does not match its checksum in the manifest; the dataset "
+            "is damaged — rebuild it")
+    try:
+        index = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise CorruptDatasetError(f"{path}: cannot read the group index ({e})") from e
+    if index.num_rows != info["num_rows"]:
+        raise CorruptDatasetError(f"{path}: {index.num_rows} rows, manifest says {info['num_rows']}")
+    return index
+
+
+@dataclass(frozen=True)
+class IndexArrays:
+    """Per-group arrays derived from the index, shared by all views of a dataset."""
+
+    starts: np.ndarray  # first index row (part 0) of each group
+    stops: np.ndarray
+    sizes: np.ndarray  # examples per group
+    bytes: np.ndarray  # uncompressed bytes per group
+    location: np.ndarray  # (shard << 40) + first row of part 0: physical order
+    words: np.ndarray  # whitespace words per group
+    keys: pa.Array  # key of each group, sorted
+    int_keys: np.ndarray | None  # the same as numpy, for int64 keys
+    part_shard: np.ndarray  # per index row (part): shard, first row, rows
+    part_first: np.ndarray
+    part_rows: np.ndarray
+
+    @classmethod
+    def from_index(cls, index: pa.Table, *, manifest: dict[str, Any] | None = None,
+                   root: str = "") -> IndexArrays:
+        part = np.asarray(index.column("part"))
+        starts = np.flatnonzero(part == 0).astype(np.int64)
+        stops = np.append(starts[1:], len(part)).astype(np.int64)
+        rows = np.asarray(index.column("num_rows"), dtype=np.int64)
+        nbytes = np.asarray(index.column("num_bytes"), dtype=np.int64)
+        nwords = np.asarray(index.column("num_words"), dtype=np.int64)
+        shard = np.asarray(index.column("shard"), dtype=np.int64)
+        first = np.asarray(index.column("first_row"), dtype=np.int64)
+        keys = index.column("key").combine_chunks().take(pa.array(starts))
+        if manifest is not None:
+            _check(root, manifest, index, part, starts, rows, shard, first, keys)
+        csum = np.concatenate([[0], np.cumsum(rows)])
+        bsum = np.concatenate([[0], np.cumsum(nbytes)])
+        wsum = np.concatenate([[0], np.cumsum(nwords)])
+        loc = (shard[starts] << 40) + first[starts] if len(starts) else np.zeros(0, np.int64)
+        int_keys = np.asarray(keys) if pa.types.is_integer(keys.type) else None
+        return cls(starts, stops, csum[stops] - csum[starts], bsum[stops] - bsum[starts], loc,
+                   wsum[stops] - wsum[starts], keys, int_keys, shard, first, rows)
+
+    def lower_bound(self, key: Any) -> int:
+        """First group number whose key is >= ``key`` (keys are sorted)."""
+        if self.int_keys is not None:
+            return int(np.searchsorted(self.int_keys, key, side="left"))
+        lo, hi = 0, len(self.keys)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.keys[mid].as_py() < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def find(self, key: Any) -> int | None:
+        """Group number of ``key``, or None (also for a key of the wrong type)."""
+        try:
+            target = pa.scalar(key, self.keys.type).as_py()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            return None
+        if isinstance(key, bool):
+            return None
+        pos = self.lower_bound(target)
+        if pos < len(self.keys) and self.keys[pos].as_py() == target:
+            return pos
+        return None
+
+    def near(self, key: Any, ids: np.ndarray) -> np.ndarray:
+        """Positions in ``ids`` (sorted group numbers) of groups sorted near ``key``."""
+        if len(ids) <= 2 * _NEAR:
+            return np.arange(len(ids))
+        try:
+            gid = self.lower_bound(key)
+        except TypeError:
+            return np.zeros(0, np.int64)
+        pos = int(np.searchsorted(ids, gid))
+        return np.arange(max(0, pos - _NEAR), min(len(ids), pos + _NEAR))
+
+
+def _check(root: str, manifest: dict[str, Any], index: pa.Table, part: np.ndarray,
+           starts: np.ndarray, rows: np.ndarray, shard: np.ndarray, first: np.ndarray,
+           keys: pa.Array) -> None:
+    """Vectorised consistency checks of the index against itself and the manifest."""
+    path = os.path.join(root, manifest["index"]["path"])
+    shards = manifest["shards"]
+    problems = []
+    if len(part) and part[0] != 0:
+        problems.append("the first row is not part 0 of a group")
+    if len(part) > 1 and np.any((part[1:] != 0) & (part[1:] != part[:-1] + 1)):
+        problems.append("part numbers are not 0, 1, 2, ... within each group")
+    if np.any(rows < 1) or np.any(first < 0):
+        problems.append("a part has no rows or a negative first row")
+    if np.any((shard < 0) | (shard >= len(shards))):
+        problems.append(f"a part names a shard outside 0..{len(shards) - 1}")
+    else:
+        shard_rows = np.asarray([s["num_rows"] for s in shards], dtype=np.int64)
+        if np.any(first + rows > shard_rows[shard]):
+            problems.append("a part's rows run past the end of its shard")
+    if len(keys) > 1 and not pc.all(pc.less(keys.slice(0, len(keys) - 1), keys.slice(1))
+                                    ).as_py():
+        problems.append("group keys are not strictly sorted")
+    totals = manifest["totals"]
+    if len(starts) != totals.get("groups", len(starts)):
+        problems.append(f"{len(starts)} groups but the manifest says {totals['groups']}")
+    if int(rows.sum()) != totals.get("examples", int(rows.sum())):
+        problems.append(f"{int(rows.sum())} examples but the manifest says {totals['examples']}")
+    if problems:
+        raise CorruptDatasetError(f"{path}: the group index is inconsistent: "
+                                  f"{'; '.join(problems)} — rebuild the dataset")

@@ -1,0 +1,171 @@
+"""Group streams: one epoch of one slot's groups, prefetched, resumable from a small dict.
+
+A stream's order is computed by :mod:`fedgroups.reader.order` from the settings alone, so
+its state is the settings plus ``position`` (groups handed out so far). Resuming from
+``state_dict()`` skips that many entries of the same order: exactly the rest of the
+uninterrupted stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fedgroups.errors import SettingError
+from fedgroups.reader.order import slot_order
+from fedgroups.reader.prefetch import prefetch_map
+
+if TYPE_CHECKING:
+    from fedgroups.reader.dataset import Group, GroupedDataset
+
+STATE_VERSION = 1
+# Groups up to this size are read whole by prefetch threads; larger ones stay lazy, so a
+# group larger than RAM is still read one row group at a time by the consumer.
+PRELOAD_BYTES = 8 << 20
+CHUNK_GROUPS = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamSettings:
+    """Everything the order depends on (besides the dataset and the selected groups)."""
+
+    shuffle: bool = True
+    seed: int = 0
+    epoch: int = 0
+    rank: int = 0
+    world_size: int = 1
+    worker: int = 0
+    num_workers: int = 1
+    buffer_size: int = 16_384
+    block_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        for name in ("seed", "epoch", "rank", "worker", "world_size", "num_workers",
+                     "buffer_size", "block_bytes"):
+            v = getattr(self, name)
+            if isinstance(v, np.integer):  # keep state_dict() plain JSON
+                object.__setattr__(self, name, int(v))
+        object.__setattr__(self, "shuffle", bool(self.shuffle))
+        for name in ("seed", "epoch", "rank", "worker"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 0:
+                raise SettingError(f"{name} must be a non-negative integer, got {v!r}")
+        for name in ("world_size", "num_workers", "buffer_size", "block_bytes"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise SettingError(f"{name} must be a positive integer, got {v!r}")
+        if self.rank >= self.world_size:
+            raise SettingError(f"rank {self.rank} is not below world_size {self.world_size}")
+        if self.worker >= self.num_workers:
+            raise SettingError(f"worker {self.worker} is not below num_workers "
+                               f"{self.num_workers}")
+
+    @property
+    def slot(self) -> int:
+        return self.rank * self.num_workers + self.worker
+
+    @property
+    def num_slots(self) -> int:
+        return self.world_size * self.num_workers
+
+
+def selection_digest(dataset_sha: str, ids: np.ndarray) -> str:
+    """Short fingerprint of (dataset index, selected groups): a state resumes only on them."""
+    h = hashlib.sha256(dataset_sha.encode())
+    h.update(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def order_for(ds: GroupedDataset, ids: np.ndarray, s: StreamSettings) -> np.ndarray:
+    """The group ids this stream visits, in order."""
+    location, num_bytes = ds._physical(ids)
+    return slot_order(ids, location, num_bytes, shuffle=s.shuffle, seed=int(s.seed),
+                      epoch=int(s.epoch), slot=s.slot, num_slots=s.num_slots,
+                      buffer_size=int(s.buffer_size), block_bytes=int(s.block_bytes))
+
+
+def check_state(state: dict[str, Any], settings: StreamSettings, selection: str) -> int:
+    """The position to resume at; SettingError if ``state`` belongs to another stream."""
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise SettingError(f"not a fedgroups stream state (version {STATE_VERSION}): {state!r}")
+    expected = {**asdict(settings), "selection": selection}
+    diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+    if diff:
+        detail = ", ".join(f"{k}: state has {a!r}, call has {b!r}" for k, (a, b) in diff.items())
+        raise SettingError(f"the state belongs to a different stream ({detail}); pass the same "
+                           "settings and groups as the stream that produced it")
+    position = state.get("position")
+    if not isinstance(position, int) or position < 0:
+        raise SettingError(f"state position must be a non-negative integer, got {position!r}")
+    return position
+
+
+class GroupStream:
+    """Iterator over one epoch of groups for one (rank, worker) slot.
+
+    ``state_dict()`` is a small JSON-able dict; ``ds.groups(..., state=state)`` with the
+    same settings continues right after the last group this iterator handed out.
+    """
+
+    def __init__(self, ds: GroupedDataset, order: np.ndarray, settings: StreamSettings,
+                 selection: str, *, position: int = 0, prefetch: int = 64,
+                 num_threads: int = 2, columns: list[str] | None = None) -> None:
+        if position > len(order):
+            raise SettingError(f"state position {position} is past the end of this stream "
+                               f"({len(order)} groups)")
+        self.settings = settings
+        self.order = order
+        self.position = position
+        self._selection = selection
+        self._ds = ds
+        self._columns = ds._check_columns(columns)
+        if prefetch < 0:
+            raise SettingError(f"prefetch must be >= 0, got {prefetch}")
+        rest = order[position:]
+        # threads load chunks of groups: one task per group would cost more than it saves
+        chunks = (rest[i:i + CHUNK_GROUPS] for i in range(0, len(rest), CHUNK_GROUPS))
+        loaded = prefetch_map(self._load, chunks, ahead=-(-prefetch // CHUNK_GROUPS),
+                              num_threads=num_threads)
+        self._it = (g for chunk in loaded for g in chunk)
+
+    def _load(self, ids: np.ndarray) -> list[Group]:
+        groups = self._ds._groups_at(ids)
+        for g in groups:
+            if g.num_bytes <= PRELOAD_BYTES:
+                g._preload(self._columns)
+        return groups
+
+    def __iter__(self) -> GroupStream:
+        return self
+
+    def __next__(self) -> Group:
+        g = next(self._it)
+        self.position += 1
+        return g
+
+    def __len__(self) -> int:
+        """Groups in this stream's epoch (handed out or not)."""
+        return len(self.order)
+
+    @property
+    def remaining(self) -> int:
+        return len(self.order) - self.position
+
+    def keys(self) -> list[Any]:
+        """Keys in this stream's order, without reading any group."""
+        return self._ds._keys_of(self.order)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, **asdict(self.settings),
+                "selection": self._selection, "position": self.position}
+
+    def close(self) -> None:
+        self._it.close()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"GroupStream(epoch={s.epoch}, slot={s.slot}/{s.num_slots}, "
+                f"position={self.position}/{len(self.order)})")
