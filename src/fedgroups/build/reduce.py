@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,7 +20,6 @@ from fedgroups.format.manifest import file_sha256
 from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
 from fedgroups.format.writer import ROW_GROUP_BYTES, SHARD_BYTES, ShardWriter
 
-_SORT = [(KEY_COLUMN, "ascending"), (ORDINAL_COLUMN, "ascending")]
 
 
 def _read_run(path: str) -> pa.Table:
@@ -28,8 +27,25 @@ def _read_run(path: str) -> pa.Table:
         return pa.ipc.open_file(f).read_all()
 
 
+def sort_order(keys: pa.Array | pa.ChunkedArray, ordinals: np.ndarray) -> np.ndarray:
+    """Row order sorting by (key, ordinal). Keys are ranked through their distinct values,
+    so the string comparisons happen once per distinct key, not once per row pair."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    if pa.types.is_integer(keys.type):
+        rank = np.asarray(keys)
+    else:
+        encoded = pc.dictionary_encode(keys)
+        by_value = np.asarray(pc.sort_indices(encoded.dictionary))
+        ranks = np.empty(len(by_value), np.int64)
+        ranks[by_value] = np.arange(len(by_value))
+        rank = ranks[np.asarray(encoded.indices)]
+    return np.lexsort((ordinals, rank))
+
+
 def _sorted(table: pa.Table) -> pa.Table:
-    return table.take(pc.sort_indices(table, sort_keys=_SORT))
+    order = sort_order(table.column(KEY_COLUMN), np.asarray(table.column(ORDINAL_COLUMN)))
+    return table.take(pa.array(order))
 
 
 MERGE_WINDOW_BYTES = 1 << 20  # what a merge holds of each run at a time
