@@ -107,3 +107,35 @@ def test_remote_paths_through_fsspec(tmp_path):
     _expect(tmp_path / "o")
     with pytest.raises(fg.FedGroupsError, match="no filesystem"):
         fg.build("nosuchproto://x/y.jsonl", "field:user", tmp_path / "o2")
+
+
+def test_big_parquet_file_is_read_as_several_units(tmp_path, monkeypatch):
+    from fedgroups.sources import files
+
+    monkeypatch.setattr(files, "UNIT_BYTES", 2_000)
+    rows = [{"user": f"u{i % 4}", "i": i} for i in range(3000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "one.parquet", row_group_size=250)
+    src = files.file_source(str(tmp_path / "one.parquet"))
+    assert src.num_units > 3 and src.estimated_rows == 3000
+    fg.build(str(tmp_path / "one.parquet"), "field:user", tmp_path / "o", workers=2)
+    ds = fg.open(tmp_path / "o")
+    for k in ds.keys():
+        got = [ex["i"] for ex in ds.group(k)]
+        assert got == [r["i"] for r in rows if r["user"] == k]  # source order across units
+
+    def key(ex):
+        if ex["i"] == 2222:
+            raise ValueError("bad row")
+        return ex["user"]
+
+    with pytest.raises(fg.FedGroupsError, match=r"one.parquet, row 2222: .*bad row"):
+        fg.build(str(tmp_path / "one.parquet"), key, tmp_path / "o2", workers=2)
+
+
+def test_jsonl_row_estimate_for_the_progress_bar(tmp_path):
+    import json
+
+    from fedgroups.sources.files import file_source
+
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert file_source(str(tmp_path / "a.jsonl")).estimated_rows == 30

@@ -112,13 +112,15 @@ def _text_batches(path: str) -> Iterator[pa.RecordBatch]:
             yield pa.RecordBatch.from_pydict({"text": pa.array(lines, pa.string())})
 
 
-def _raw_batches(path: str, fmt: str) -> Iterator[pa.RecordBatch]:
-    """Batches of one file in its own inferred schema."""
+def _raw_batches(path: str, fmt: str, row_groups: list[int] | None = None,
+                 ) -> Iterator[pa.RecordBatch]:
+    """Batches of one file (for Parquet, of some of its row groups) in its own schema."""
     if fmt == "parquet":
         # pre_buffer would read whole row groups (or files) ahead: memory must stay bounded
         source = path if not _is_remote(path) else _open(path)
         pf = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
-        yield from pf.iter_batches(batch_size=BATCH_ROWS, use_threads=False)
+        yield from pf.iter_batches(batch_size=BATCH_ROWS, row_groups=row_groups,
+                                   use_threads=False)
     elif fmt == "jsonl":
         with _open(path) as f:
             yield from pjson.open_json(f, read_options=pjson.ReadOptions(block_size=_BLOCK))
@@ -131,19 +133,34 @@ def _raw_batches(path: str, fmt: str) -> Iterator[pa.RecordBatch]:
         yield from _text_batches(path)
 
 
-def _file_schema(path: str, fmt: str) -> tuple[pa.Schema, int | None, int | None]:
-    """(schema, uncompressed bytes estimate, rows) without reading the whole file."""
+@dataclass(frozen=True)
+class _FileInfo:
+    schema: pa.Schema
+    bytes: int | None  # uncompressed estimate
+    rows: int | None  # exact for Parquet, estimated from the first block for JSONL/CSV
+    row_group_rows: list[int] | None = None  # Parquet only
+    row_group_bytes: list[int] | None = None
+
+
+def _file_info(path: str, fmt: str) -> _FileInfo:
+    """What planning needs, without reading the whole file."""
     try:
         if fmt == "parquet":
             md = pq.ParquetFile(_open(path)).metadata
-            size = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
-            return md.schema.to_arrow_schema(), size, md.num_rows
+            rg = [md.row_group(i) for i in range(md.num_row_groups)]
+            return _FileInfo(md.schema.to_arrow_schema(), sum(r.total_byte_size for r in rg),
+                             md.num_rows, [r.num_rows for r in rg],
+                             [r.total_byte_size for r in rg])
+        size = _size(path)
         if fmt == "text":
-            return pa.schema([("text", pa.string())]), _size(path), None
+            return _FileInfo(pa.schema([("text", pa.string())]), size, None)
         first = next(iter(_raw_batches(path, fmt)), None)
         if first is None:
             raise SourceError(f"{path}: the file is empty")
-        return first.schema, _size(path), None
+        compressed = path.endswith(_COMPRESSION)
+        rows = None if size is None or compressed else \
+            max(first.num_rows, round(first.num_rows * size / min(size, _BLOCK)))
+        return _FileInfo(first.schema, size, rows)
     except SourceError:
         raise
     except (OSError, pa.ArrowException) as e:
@@ -157,16 +174,45 @@ def _size(path: str) -> int | None:
         return None
 
 
+UNIT_BYTES = 128 << 20  # a big Parquet file is read as several units of row groups
+
+
+@dataclass(frozen=True)
+class FileUnit:
+    """A file, or a run of a Parquet file's row groups, read by one worker."""
+
+    file: int
+    row_groups: list[int] | None  # None: the whole file
+    first_row: int  # the unit's first row within the file (for error messages)
+
+
+def parquet_units(file: int, rows: list[int], sizes: list[int]) -> list[FileUnit]:
+    """Consecutive row groups of one file, about UNIT_BYTES each (at least one)."""
+    units, group, first, acc, row = [], [], 0, 0, 0
+    for i, (n, b) in enumerate(zip(rows, sizes)):
+        if group and acc + b > UNIT_BYTES:
+            units.append(FileUnit(file, group, first))
+            group, first, acc = [], row, 0
+        group.append(i)
+        acc += b
+        row += n
+    if group or not units:
+        units.append(FileUnit(file, group or None, first))
+    return units
+
+
 @dataclass
 class FileSource(Source):
     paths: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
+    units: list[FileUnit] = field(default_factory=list)
 
     def read(self, unit: int) -> Iterator[pa.RecordBatch]:
-        path, fmt = self.paths[unit], self.formats[unit]
-        row = 0
+        u = self.units[unit]
+        path, fmt = self.paths[u.file], self.formats[u.file]
+        row = u.first_row
         try:
-            for batch in _raw_batches(path, fmt):
+            for batch in _raw_batches(path, fmt, u.row_groups):
                 yield conform(batch, self.schema, f"{path} (rows from {row})")
                 row += batch.num_rows
         except SourceError:
@@ -175,23 +221,31 @@ class FileSource(Source):
             raise SourceError(f"{path}: cannot read as {fmt} near row {row}: {e}") from e
 
     def location(self, unit: int, row: int) -> str:
-        return f"{self.paths[unit]}, row {row}"
+        u = self.units[unit]
+        return f"{self.paths[u.file]}, row {u.first_row + row}"
 
 
 def file_source(spec: str | list[str], fmt: str | None = None) -> FileSource:
     paths = resolve_paths(spec)
     formats = [format_of(p, fmt) for p in paths]
-    infos = [_file_schema(p, f) for p, f in zip(paths, formats)]
-    schema = unify([(p, s) for p, (s, _, _) in zip(paths, infos)])
-    sizes = [b for _, b, _ in infos]
-    rows = [r for _, _, r in infos]
+    infos = [_file_info(p, f) for p, f in zip(paths, formats)]
+    schema = unify([(p, i.schema) for p, i in zip(paths, infos)])
+    units: list[FileUnit] = []
+    for f, info in enumerate(infos):
+        if info.row_group_rows:
+            units.extend(parquet_units(f, info.row_group_rows, info.row_group_bytes or []))
+        else:
+            units.append(FileUnit(f, None, 0))
+    sizes = [i.bytes for i in infos]
+    rows = [i.rows for i in infos]
     return FileSource(
         description={"kind": "files", "paths": paths if len(paths) <= 20 else paths[:20] + ["..."],
                      "num_files": len(paths), "formats": sorted(set(formats))},
-        num_units=len(paths),
+        num_units=len(units),
         schema=schema,
         estimated_bytes=sum(sizes) if all(b is not None for b in sizes) else None,
         estimated_rows=sum(rows) if all(r is not None for r in rows) else None,
         paths=paths,
         formats=formats,
+        units=units,
     )
