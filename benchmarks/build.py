@@ -20,9 +20,9 @@ import time
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import PeakMemory, make_c4_like  # noqa: E402
+from _common import PeakMemory, make_c4_like
 
-from fedgroups.build.plan import parse_bytes  # noqa: E402
+from fedgroups.build.plan import parse_bytes
 
 
 def plain_rewrite(paths: list[str], out_dir: str) -> float:

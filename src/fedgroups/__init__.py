@@ -9,11 +9,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from fedgroups.errors import FedGroupsError  # noqa: E402
-
 # Eager: the subpackage ``fedgroups.build`` would otherwise shadow the function ``build``.
-from fedgroups.build.api import BuildReport, build  # noqa: E402
-
+from fedgroups.build.api import BuildReport, build
+from fedgroups.errors import FedGroupsError
 
 _LAZY = {
     "open": ("fedgroups.reader.dataset", "open"),

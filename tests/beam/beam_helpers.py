@@ -30,7 +30,7 @@ def skewed_table(rows: int, seed: int, users: int = 40) -> pa.Table:
 
 def groups_of(path: str) -> dict[Any, list[dict[str, Any]]]:
     ds = fg.open(path)
-    return {k: list(ds.group(k)) for k in ds.keys()}  # noqa: SIM118 (a method, not a dict)
+    return {k: list(ds.group(k)) for k in ds.keys()}
 
 
 def assert_same_dataset(a: str, b: str, *, ordered: bool = True) -> None:

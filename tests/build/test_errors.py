@@ -10,7 +10,11 @@ import pytest
 
 import fedgroups as fg
 from fedgroups.errors import (
-    KeyFunctionError, NotADatasetError, OutputExistsError, SettingError, SourceError,
+    KeyFunctionError,
+    NotADatasetError,
+    OutputExistsError,
+    SettingError,
+    SourceError,
 )
 
 

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import torch
+from conftest import MemoryGroup, make_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedgroups.fl.client_data import iter_batches, pack_client
+from fedgroups.fl.config import ModelConfig
 from fedgroups.fl.model import ModelArgs, build_model, num_parameters
 from fedgroups.fl.simulation import model_args
-from fedgroups.fl.config import ModelConfig
 from fedgroups.fl.tokenizer import EOS, train_bpe
-
-from conftest import MemoryGroup, make_records
 
 
 def test_tiny_preset_size_and_names() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -35,4 +36,4 @@ def test_bounded_and_nonincreasing_after_warmup(name: str, warmup: int, total: i
     lrs = [server_lr(s, 0.5, r, total) for r in range(total)]
     assert all(0 <= x <= 0.5 + 1e-12 for x in lrs)
     after = lrs[warmup:]
-    assert all(a >= b - 1e-12 for a, b in zip(after, after[1:]))
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(after))

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import make_records, tiny_config
 
 from fedgroups.fl import cli
 from fedgroups.fl.config import parse_config
 from fedgroups.fl.federation import NonFiniteLossError
 from fedgroups.fl.model import Transformer
 from fedgroups.fl.simulation import run
-
-from conftest import make_records, tiny_config
 
 DETERMINISTIC = ("seconds", "tokens_per_s")
 

@@ -21,7 +21,6 @@ from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
 from fedgroups.format.writer import ROW_GROUP_BYTES, SHARD_BYTES, ShardWriter
 
 
-
 def _read_run(path: str) -> pa.Table:
     with pa.OSFile(path, "rb") as f:
         return pa.ipc.open_file(f).read_all()

@@ -208,6 +208,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.rounds >= 1, "rounds must be >= 1")
         _check(self.cohort_size >= 1, "cohort_size must be >= 1")
+        _check(
+            self.algorithm.name != "fedsgd"
+            or (self.client.local_steps is None and self.client.local_epochs is None),
+            "algorithm.name 'fedsgd' takes one full-batch gradient per client; "
+            "unset client.local_steps / client.local_epochs",
+        )
 
 
 # --- parsing ---------------------------------------------------------------------------

@@ -40,21 +40,19 @@ class GroupSource:
 
 
 def open_dataset(path: str) -> DatasetLike:
-    """``fedgroups.open(path)``; a seam that tests may replace."""
-    import fedgroups
+    """``fedgroups.open(path)``."""
+    from fedgroups.reader.dataset import open as open_grouped
 
-    opener = getattr(fedgroups, "open", None)
-    if opener is None:
-        raise RuntimeError("fedgroups.open is not available in this installation")
-    return opener(path)
+    return open_grouped(path)
 
 
 def open_source(config: DatasetConfig, name: str) -> GroupSource:
     ds = open_dataset(config.path)
+    keys = sorted(ds.keys())
     if config.split is not None:
         parts = ds.split_groups(fractions=dict(config.split), seed=config.split_seed)
         ds = parts[config.use_split]
-    keys = sorted(ds.keys())
+        keys = sorted(ds.keys())
     if config.keys is not None:
         keys = [k for k in keys if any(fnmatch.fnmatchcase(str(k), g) for g in config.keys)]
     if not keys:

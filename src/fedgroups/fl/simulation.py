@@ -223,8 +223,8 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no rounds)"
     last = rows[-1]
-    lines = [f"round {last['round'] + 1}: train loss {last['train_loss']:.4f}, "
-             f"{last['tokens_per_s']:.0f} tokens/s"]
+    lines = [(f"round {last['round'] + 1}: train loss {last['train_loss']:.4f}, "
+              f"{last['tokens_per_s']:.0f} tokens/s")]
     evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
     if evals:
         e = evals[-1]

@@ -13,7 +13,12 @@ import pyarrow.parquet as pq
 
 from fedgroups.format.manifest import file_sha256, now_iso, schema_to_json, write_json_atomic
 from fedgroups.format.spec import (
-    FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, KEY_COLUMN, MANIFEST_FILE, index_schema,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    KEY_COLUMN,
+    MANIFEST_FILE,
+    index_schema,
     key_type_name,
 )
 

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+
 def _string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(offsets relative to the data start, data bytes) of a string/binary array, no copy."""
     t = arr.type
