@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -25,13 +26,19 @@ from _common import PeakMemory, make_c4_like
 from fedgroups.build.plan import parse_bytes
 
 
-def plain_rewrite(paths: list[str], out_dir: str) -> float:
-    """The I/O floor: read every file with pyarrow and write it back out as Parquet."""
+def plain_rewrite(paths: list[str], out_dir: str) -> tuple[float, float]:
+    """The I/O floor: read every file with pyarrow and write it back out as Parquet.
+    Returns (wall seconds, CPU seconds of all threads)."""
     os.makedirs(out_dir, exist_ok=True)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for p in paths:
         pq.write_table(pq.read_table(p), os.path.join(out_dir, os.path.basename(p)))
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def _children_cpu() -> float:
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
 
 
 _BUILD = """
@@ -46,16 +53,19 @@ print(json.dumps({"seconds": time.perf_counter() - t, "totals": report.manifest[
 
 
 def timed_build(paths: list[str], out: str, engine: str, workers: int | None,
-                limit: str) -> tuple[float, int, dict]:
-    """Build in a fresh process (so the input generator's memory is not counted) and sample
-    the peak resident memory of that process and its workers."""
+                limit: str) -> tuple[float, float, int, dict]:
+    """Build in a fresh process (so the input generator's memory is not counted); return
+    wall seconds, CPU seconds of the process and its workers, peak resident memory of the
+    process tree, and the totals."""
     cmd = [sys.executable, "-c", _BUILD, json.dumps([paths, out, engine, workers, limit])]
+    cpu = _children_cpu()
     with PeakMemory(pid_command=cmd) as mem:
         pass
+    cpu = _children_cpu() - cpu
     if mem.returncode != 0:
         raise SystemExit(f"build failed:\n{mem.stderr}")
     result = json.loads(mem.stdout.strip().splitlines()[-1])
-    return result["seconds"], mem.peak_rss, result["totals"]
+    return result["seconds"], cpu, mem.peak_rss, result["totals"]
 
 
 def main() -> int:
@@ -76,29 +86,32 @@ def main() -> int:
         size = sum(os.path.getsize(p) for p in paths)
         print(f"input: {args.examples:,} examples in {len(paths)} files, {size / 2**20:,.0f} MiB "
               f"(generated in {time.perf_counter() - t:.1f} s)")
-        floor = plain_rewrite(paths, os.path.join(scratch, "rewrite"))
+        floor, floor_cpu = plain_rewrite(paths, os.path.join(scratch, "rewrite"))
         shutil.rmtree(os.path.join(scratch, "rewrite"))
         results = []
         engines = [args.engine] + (["local"] if args.compare_local and args.engine != "local"
                                    else [])
         for engine in engines:
             out = os.path.join(scratch, f"grouped-{engine}")
-            seconds, peak, totals = timed_build(paths, out, engine, args.workers,
-                                                args.memory_limit)
-            results.append((engine, seconds, peak, totals))
+            seconds, cpu, peak, totals = timed_build(paths, out, engine, args.workers,
+                                                     args.memory_limit)
+            results.append((engine, seconds, cpu, peak, totals))
             shutil.rmtree(out)
         limit = parse_bytes(args.memory_limit)
-        print(f"plain pyarrow read+rewrite: {floor:.2f} s "
+        print(f"load average before timing: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"plain pyarrow read+rewrite: {floor:.2f} s wall, {floor_cpu:.2f} s CPU "
               f"({args.examples / floor:,.0f} examples/s)")
-        for engine, seconds, peak, totals in results:
-            print(f"fedgroups build ({engine}): {seconds:.2f} s, "
+        for engine, seconds, cpu, peak, totals in results:
+            print(f"fedgroups build ({engine}): {seconds:.2f} s wall, {cpu:.2f} s CPU, "
                   f"{args.examples / seconds:,.0f} examples/s, {totals['groups']:,} groups, "
                   f"peak RSS {peak / 2**20:,.0f} MiB (limit {limit / 2**20:,.0f} MiB, "
                   f"{'under' if peak <= limit else 'OVER'})")
-            print(f"  ratio build / plain rewrite: {seconds / floor:.2f}x")
+            print(f"  ratio build / plain rewrite: {seconds / floor:.2f}x wall, "
+                  f"{cpu / floor_cpu:.2f}x CPU")
         if len(results) == 2:
             print(f"  ratio {results[0][0]} / {results[1][0]} time: "
-                  f"{results[0][1] / results[1][1]:.2f}x")
+                  f"{results[0][1] / results[1][1]:.2f}x "
+                  f"(throughput {results[1][1] / results[0][1]:.2f}x)")
     finally:
         if not args.dir:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -60,3 +60,17 @@ def test_iid_key_is_uniform_and_seeded():
     keys = np.asarray(k.keys(batch, np.arange(80_000, dtype=np.uint64)))
     counts = np.bincount(keys, minlength=8)
     assert counts.min() > 9_500 and counts.max() < 10_500
+
+
+URLISH = st.builds(lambda prefix, rest: prefix + rest,
+                   st.sampled_from(["", "http://", "https://", "HTTP://", "//"]),
+                   st.text(alphabet=st.sampled_from(list("htps:/?#@[]. aZ09-")), max_size=30))
+
+
+@given(st.lists(st.one_of(st.none(), URLISH), max_size=20))
+def test_url_host_fast_path_equals_the_general_parser(urls):
+    from fedgroups.keys.functions import _parse_hosts
+
+    arr = pa.array(urls, pa.string())
+    expected = [None if h is None else h.lower() for h in _parse_hosts(arr).to_pylist()]
+    assert url_hosts(arr).to_pylist() == expected

@@ -11,6 +11,21 @@ import pyarrow.compute as pc
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+_MEMO: dict[object, int] = {}
+_MEMO_LIMIT = 1 << 20  # distinct keys remembered per process (~100 MB at most)
+
+
+def _memo_hash(value: str | bytes | int) -> int:
+    """stable_hash, remembered: skewed keys (a few big hosts) repeat in every batch."""
+    h = _MEMO.get(value)
+    if h is None:
+        h = stable_hash(value)
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.clear()
+        _MEMO[value] = h
+    return h
+
+
 def stable_hash(value: str | bytes | int) -> int:
     """64-bit hash of one key value, independent of process, platform and PYTHONHASHSEED."""
     if isinstance(value, str):
@@ -28,7 +43,7 @@ def hash_array(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
         keys = keys.combine_chunks()
     encoded = pc.dictionary_encode(keys)
     uniques = encoded.dictionary.to_pylist()
-    table = np.fromiter((stable_hash(u) for u in uniques), dtype=np.uint64, count=len(uniques))
+    table = np.fromiter((_memo_hash(u) for u in uniques), dtype=np.uint64, count=len(uniques))
     indices = pc.fill_null(encoded.indices, 0)  # nulls hash as the first value; callers mask them
     if len(table) == 0:
         return np.zeros(len(keys), np.uint64)
