@@ -12,9 +12,10 @@ import textwrap
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader  # noqa: E402 - after the importorskip
 
-from fedgroups.adapters.torch import GroupStreamDataset
+from fedgroups.adapters.torch import GroupStreamDataset  # noqa: E402
+from fedgroups.errors import SettingError  # noqa: E402
 
 
 def test_dataloader_two_workers_covers_each_group_once(ads):
@@ -41,12 +42,49 @@ def test_batches_mode_and_transform(ads):
     assert sorted(sizes) == sorted(rows.items())
 
 
+def test_blocks_pack_consecutive_groups_with_offsets(ads):
+    data = GroupStreamDataset(ads, output="blocks", batch_size=16, columns=["i", "text"],
+                              seed=2)
+    pieces: dict[str, list[int]] = {}
+    items = list(DataLoader(data, batch_size=None, num_workers=2))
+    for item in items:
+        offsets = item["offsets"].tolist()
+        assert offsets[0] == 0 and offsets[-1] == len(item["i"]) == len(item["text"]) <= 16
+        assert len(item["keys"]) == len(offsets) - 1
+        for key, lo, hi in zip(item["keys"], offsets, offsets[1:]):
+            assert hi > lo
+            pieces.setdefault(key, []).extend(item["i"][lo:hi].tolist())
+            assert all(t.startswith(f"hello {int(key[1:])} ") for t in item["text"][lo:hi])
+    assert sorted(pieces) == ads.keys()  # every group, none twice (its rows in order)
+    assert all(v == list(range(len(v))) for v in pieces.values())
+    assert sum(len(it["i"]) != 16 for it in items) <= 2  # one short tail per worker
+    single = list(GroupStreamDataset(ads, output="blocks", batch_size=16, columns=["i"],
+                                     seed=2))
+    assert sum(len(it["i"]) for it in single) == ads.num_examples
+    with pytest.raises(SettingError, match="output"):
+        GroupStreamDataset(ads, output="rows")
+
+
+def test_dataset_pickles_without_handles_or_reloading_the_index(ads, monkeypatch):
+    import pickle
+
+    import fedgroups.reader.index as index_mod
+
+    data = GroupStreamDataset(ads, output="groups", columns=["i"], seed=0)
+    list(data)  # opens handles and fills the cache in this process
+    monkeypatch.setattr(index_mod, "load_index", lambda *a, **k: pytest.fail("reloaded"))
+    copy = pickle.loads(pickle.dumps(data))  # what a spawned worker receives
+    assert copy.dataset._shards._cache is not ads._shards._cache
+    assert sorted(it["key"] for it in copy) == ads.keys()
+
+
 CHILD = textwrap.dedent("""
     import json, sys
     import torch.distributed as dist
     from torch.utils.data import DataLoader
     import fedgroups as fg
     from fedgroups.adapters.torch import GroupStreamDataset
+from fedgroups.errors import SettingError
     path, port, rank, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)

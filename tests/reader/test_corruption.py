@@ -100,7 +100,7 @@ def test_altered_shard_bytes_never_give_wrong_data(copy, small_path, where):
     good = fg.open(small_path)
     try:
         ds = fg.open(copy)
-        for key in ds.keys():  # noqa: SIM118 - iterating ds yields groups
+        for key in ds.keys():
             assert ds[key].to_arrow().equals(good[key].to_arrow()), key
     except CorruptDatasetError as e:
         assert os.path.basename(path) in str(e)

@@ -1,7 +1,9 @@
 """Per-client pipeline: a group's examples -> tokens (+EOS) -> packed sequences -> batches.
 
 Reading is streamed and stops as soon as ``max_sequences`` sequences are full, so a client
-larger than RAM costs O(max_sequences * seq_len) memory, never O(group).
+larger than RAM costs O(max_sequences * seq_len) memory, never O(group).  One huge example
+is not tokenized whole either: only a prefix long enough to fill the client (see
+:func:`encode_prefix`), so memory and time stay O(max_sequences * seq_len) per client.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from tokenizers import Tokenizer
 
 _READ_BATCH = 256  # rows per Arrow batch read from a group
 _ENCODE_BATCH = 32  # texts tokenized at once; small so we stop reading soon after the cap
+# Pre-tokens (words) ending this close to a prefix's cut may differ from those of the whole
+# text (regex lookahead, contractions such as "'re"); they are re-tokenized with more text.
+_CUT_MARGIN = 64
 
 
 @dataclass(frozen=True)
@@ -83,11 +88,24 @@ def pack_client(
     examples = 0
     pending: list[str] = []
 
+    # A text this long surely holds more tokens than a client needs when the tokenizer
+    # splits it into words (every token is at most a few dozen characters).
+    long_text = max(4096, 16 * need)
+
     def flush() -> None:
         nonlocal total, examples
-        for enc in tokenizer.encode_batch(pending, add_special_tokens=False):
+        short = [t if len(t) <= long_text else "" for t in pending]
+        for text, enc in zip(pending, tokenizer.encode_batch(short, add_special_tokens=False)):
             if total >= need:
                 break
+            if len(text) > long_text:
+                prefix = encode_prefix(tokenizer, text, need - total)
+                if prefix is not None:  # the client is full after these tokens: no EOS
+                    parts.append(np.asarray(prefix, dtype=np.int64))
+                    total += len(prefix)
+                    examples += 1
+                    break
+                enc = tokenizer.encode(text, add_special_tokens=False)
             ids = np.asarray(enc.ids + [eos_id], dtype=np.int64)
             parts.append(ids)
             total += ids.size
@@ -109,6 +127,32 @@ def pack_client(
         sequences=torch.from_numpy(flat.reshape(rows, width)),
         num_examples=examples,
     )
+
+
+def encode_prefix(tokenizer: Tokenizer, text: str, at_least: int) -> list[int] | None:
+    """The first ``n >= at_least`` token ids of ``tokenizer.encode(text)``, computed from a
+    prefix of ``text`` (doubled until long enough); None if that takes the whole text or the
+    tokenizer has no word splitting (then the caller encodes all of it).
+
+    Tokens of words that end within ``_CUT_MARGIN`` characters of the cut are dropped: a
+    word-splitting tokenizer encodes every earlier word as it would in the whole text.
+    """
+    cut = max(4 * at_least, 1024)
+    while cut < len(text):
+        enc = tokenizer.encode(text[:cut], add_special_tokens=False)
+        words = enc.word_ids
+        if not words or words[-1] is None:
+            return None
+        limit = cut - _CUT_MARGIN
+        keep = len(words)
+        while keep > 0 and enc.offsets[keep - 1][1] > limit:  # tokens near the cut
+            keep -= 1
+        while 0 < keep < len(words) and words[keep - 1] == words[keep]:  # ... and their words
+            keep -= 1
+        if keep >= at_least:
+            return enc.ids[:keep]
+        cut *= 2
+    return None
 
 
 def iter_batches(

@@ -29,7 +29,7 @@ from fedgroups.fl.algorithms import (
     split_param_names,
 )
 from fedgroups.fl.backends import Backend
-from fedgroups.fl.client_data import pack_client
+from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.model import Transformer
@@ -83,6 +83,15 @@ class Federation:
         """The global model: server parameters plus the initial values of local ones."""
         load_params(model, self.server.snapshot(), self.local_init)
 
+    def client_data(self, key: Any) -> ClientData:
+        """The packed training rows of client ``key`` (read and tokenized for every round)."""
+        cfg = self.config
+        return pack_client(
+            self.source.group(key), self.tokenizer, text_column=cfg.data.text_column,
+            seq_len=cfg.model.seq_len, max_sequences=cfg.client.max_sequences,
+            eos_id=self.eos_id,
+        )
+
     def run_round(self, round_: int) -> dict[str, float]:
         cfg = self.config
         keys = cohort_keys(self.source.keys, cfg.cohort_size, cfg.seed, round_)
@@ -91,11 +100,7 @@ class Federation:
         params = dict(self.model.named_parameters())
         first_bad = None
         for pos in self.backend.positions(len(keys)):
-            data = pack_client(
-                self.source.group(keys[pos]), self.tokenizer, text_column=cfg.data.text_column,
-                seq_len=cfg.model.seq_len, max_sequences=cfg.client.max_sequences,
-                eos_id=self.eos_id,
-            )
+            data = self.client_data(keys[pos])
             if data.num_sequences < cfg.client.min_sequences:
                 aggregate.count("skipped")
                 continue

@@ -12,11 +12,14 @@ _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 _MEMO: dict[object, int] = {}
-_MEMO_LIMIT = 1 << 20  # distinct keys remembered per process (~100 MB at most)
+_MEMO_LIMIT = 1 << 18  # distinct keys remembered per process
+_MEMO_KEY_CHARS = 128  # longer keys are hashed each time (keeps the memo under ~60 MB)
 
 
 def _memo_hash(value: str | bytes | int) -> int:
     """stable_hash, remembered: skewed keys (a few big hosts) repeat in every batch."""
+    if not isinstance(value, int) and len(value) > _MEMO_KEY_CHARS:
+        return stable_hash(value)
     h = _MEMO.get(value)
     if h is None:
         h = stable_hash(value)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,9 +13,10 @@ import pyarrow as pa
 from fedgroups.errors import SettingError
 from fedgroups.format.manifest import read_manifest, schema_from_json
 from fedgroups.format.spec import KEY_COLUMN
+from fedgroups.reader.group import Group, Key, Part
 from fedgroups.reader.index import IndexArrays, load_index
 from fedgroups.reader.shards import ShardCache
-from fedgroups.reader.split import split_ids, split_rows
+from fedgroups.reader.split import split_ids
 from fedgroups.reader.stream import (
     GroupStream,
     StreamSettings,
@@ -25,161 +25,7 @@ from fedgroups.reader.stream import (
     selection_digest,
 )
 
-Key = str | bytes | int
-
-
-class _Part(NamedTuple):
-    shard: int
-    first_row: int
-    num_rows: int
-
-
-def _concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
-    if len(batches) == 1:
-        return batches[0]
-    if hasattr(pa, "concat_batches"):
-        return pa.concat_batches(batches)
-    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
-
-
-class Group:
-    """One group: its key, its sizes, and lazy access to its examples.
-
-    ``rows`` (sorted positions inside the group) restricts the group to some of its
-    examples, as made by :meth:`split_examples`; sizes in bytes and words are then
-    estimated in proportion.
-    """
-
-    def __init__(self, key: Key, parts: list[_Part], num_bytes: int, num_words: int,
-                 shards: ShardCache, schema: pa.Schema, *, rows: np.ndarray | None = None,
-                 ) -> None:
-        self.key = key
-        self.parts = parts
-        if rows is None:
-            self.num_examples = parts[0].num_rows if len(parts) == 1 else \
-                sum(p.num_rows for p in parts)
-            self.num_bytes, self.num_words = num_bytes, num_words
-        else:
-            total = sum(p.num_rows for p in parts)
-            self.num_examples = len(rows)
-            share = self.num_examples / total if total else 0.0
-            self.num_bytes, self.num_words = round(num_bytes * share), round(num_words * share)
-        self._total_bytes, self._total_words = num_bytes, num_words
-        self.schema = schema
-        self._columns = schema.names
-        self._shards = shards
-        self._rows = rows
-        self._preloaded: list[pa.Table] | None = None
-        self._preloaded_cols: list[str] = []
-
-    def __repr__(self) -> str:
-        return f"Group(key={self.key!r}, num_examples={self.num_examples})"
-
-    def __len__(self) -> int:
-        return self.num_examples
-
-    def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
-        cols = list(columns) if columns is not None else self._columns
-        for name in cols:
-            if name not in self._columns:
-                raise KeyError(f"no column {name!r}; columns are {self._columns}")
-        return cols
-
-    def _preload(self, columns: list[str]) -> None:
-        """Read the whole (small) group now, e.g. on a prefetch thread."""
-        if len(self.parts) == 1:
-            p = self.parts[0]
-            self._preloaded = self._shards.read_part(p.shard, p.first_row, p.num_rows,
-                                                     columns, self.key)
-        else:
-            self._preloaded = list(self._read(columns))
-        self._preloaded_cols = columns
-
-    def _read(self, cols: list[str]) -> Iterator[pa.RecordBatch]:
-        for p in self.parts:
-            yield from self._shards.read_group_rows(p.shard, p.first_row, p.num_rows, cols,
-                                                    self.key)
-
-    def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
-        """The group's rows as zero-copy slices of its row groups, in order."""
-        cols = self._check_columns(columns)
-        pre = self._preloaded
-        if pre is not None and cols == self._preloaded_cols:
-            source: Iterator[pa.RecordBatch] = iter(pre)
-        elif pre is not None and set(cols) <= set(self._preloaded_cols):
-            source = (b.select(cols) for b in pre)
-        else:
-            source = self._read(cols)
-        if self._rows is None:
-            yield from source
-            return
-        offset = 0
-        for b in source:
-            lo, hi = np.searchsorted(self._rows, [offset, offset + b.num_rows])
-            if hi > lo:
-                yield b.take(pa.array(self._rows[lo:hi] - offset))
-            offset += b.num_rows
-
-    def tables(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
-        """The group's rows as Arrow tables, one row group at a time (never the whole group)."""
-        for b in self._batches(columns):
-            yield pa.Table.from_batches([b])
-
-    def batches(self, batch_size: int = 1024, columns: Sequence[str] | None = None,
-                ) -> Iterator[pa.RecordBatch]:
-        """Record batches of exactly ``batch_size`` rows (the last may be shorter)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        pre = self._preloaded
-        if (pre is not None and len(pre) == 1 and self._rows is None and columns is None
-                and pre[0].num_rows <= batch_size and self._preloaded_cols == self._columns):
-            yield pre[0]  # fast path: a small group read whole by the stream
-            return
-        pending: list[pa.RecordBatch] = []
-        held = 0
-        for batch in self._batches(columns):
-            if not held and batch.num_rows < batch_size:  # common: a whole small group
-                pending, held = [batch], batch.num_rows
-                continue
-            while batch.num_rows:
-                take = min(batch_size - held, batch.num_rows)
-                pending.append(batch.slice(0, take) if take < batch.num_rows else batch)
-                held += take
-                batch = batch.slice(take)
-                if held == batch_size:
-                    yield _concat_batches(pending)
-                    pending, held = [], 0
-        if held:
-            yield _concat_batches(pending)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for b in self._batches(None):
-            yield from b.to_pylist()
-
-    def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """The whole group in memory: only when the caller asks for it."""
-        cols = self._check_columns(columns)
-        batches = list(self._batches(cols))
-        return pa.Table.from_batches(batches, pa.schema([self.schema.field(c) for c in cols]))
-
-    def split_examples(self, fractions: Mapping[str, float], *, seed: int | None = None,
-                       ) -> dict[str, Group]:
-        """This group's examples split into named parts, e.g. for personalization.
-
-        ``seed=None`` splits in stored order (``{"train": 0.8, "test": 0.2}`` fine-tunes on
-        the first 80% and evaluates on the rest); an integer seed assigns examples by a
-        permutation seeded by (seed, key). Each part is a lazy :class:`Group`.
-        """
-        salt = int.from_bytes(hashlib.blake2b(repr(self.key).encode(), digest_size=4).digest(),
-                              "little")
-        base = np.arange(self.num_examples) if self._rows is None else self._rows
-        out = {}
-        for name, pos in split_rows(self.num_examples, fractions, seed, salt).items():
-            g = Group(self.key, self.parts, self._total_bytes, self._total_words, self._shards,
-                      self.schema, rows=base[pos])
-            g._preloaded, g._preloaded_cols = self._preloaded, self._preloaded_cols
-            out[name] = g
-        return out
+__all__ = ["Group", "GroupedDataset", "Key", "open"]
 
 
 class GroupedDataset:
@@ -244,7 +90,7 @@ class GroupedDataset:
     def _group_at(self, gid: int, key: Key | None = None) -> Group:
         a = self._a
         lo, hi = a.starts[gid], a.stops[gid]
-        parts = [_Part(int(a.part_shard[i]), int(a.part_first[i]), int(a.part_rows[i]))
+        parts = [Part(int(a.part_shard[i]), int(a.part_first[i]), int(a.part_rows[i]))
                  for i in range(lo, hi)]
         if key is None:
             key = a.keys[gid].as_py()

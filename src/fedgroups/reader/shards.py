@@ -200,6 +200,11 @@ class ShardCache:
                 f"exactly group {key!r}; the index and shard disagree — rebuild the dataset")
         return [rows.batch.slice(lo, count)]
 
+    def run_batch(self, shard: int, rg: int, columns: tuple[str, ...]) -> _RunBatch:
+        """Row group ``rg`` of ``shard``, decoded (and cached) with its key runs."""
+        h = self.get(shard)
+        return self._cache.get((shard, rg, columns), lambda: _RunBatch.read(h, rg, columns))
+
     def read_group_rows(self, shard: int, first: int, count: int, columns: list[str],
                         key: Any) -> Iterator[pa.RecordBatch]:
         """The rows of one group part, row group by row group, checked against ``key``."""

@@ -9,12 +9,15 @@ uninterrupted stream.
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedgroups.errors import SettingError
+from fedgroups.reader.blocks import Chunk, load_chunk
 from fedgroups.reader.order import slot_order
 from fedgroups.reader.prefetch import prefetch_map
 
@@ -25,7 +28,10 @@ STATE_VERSION = 1
 # Groups up to this size are read whole by prefetch threads; larger ones stay lazy, so a
 # group larger than RAM is still read one row group at a time by the consumer.
 PRELOAD_BYTES = 8 << 20
-CHUNK_GROUPS = 32
+# Prefetch threads read chunks of consecutive groups of the order, each chunk row group by
+# row group (see blocks.py): up to this many groups, or this many bytes of preloaded rows.
+CHUNK_GROUPS = 1024
+CHUNK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +109,22 @@ def check_state(state: dict[str, Any], settings: StreamSettings, selection: str)
     return position
 
 
+def chunk_ranges(num_bytes: np.ndarray, max_groups: int, max_bytes: int,
+                 preload_bytes: int) -> Iterator[tuple[int, int]]:
+    """Consecutive [lo, hi) ranges covering ``num_bytes``: each at most ``max_groups``
+    groups and, unless one group alone exceeds it, ``max_bytes`` of preloaded rows (groups
+    above ``preload_bytes`` are not preloaded and count as 1 byte)."""
+    weight = np.where(num_bytes > preload_bytes, 1, np.maximum(num_bytes, 1))
+    cum = np.cumsum(weight)
+    lo, n = 0, len(num_bytes)
+    while lo < n:
+        base = int(cum[lo - 1]) if lo else 0
+        hi = min(lo + max_groups, int(np.searchsorted(cum, base + max_bytes, side="right")))
+        hi = max(hi, lo + 1)
+        yield lo, hi
+        lo = hi
+
+
 class GroupStream:
     """Iterator over one epoch of groups for one (rank, worker) slot.
 
@@ -126,17 +148,13 @@ class GroupStream:
             raise SettingError(f"prefetch must be >= 0, got {prefetch}")
         rest = order[position:]
         # threads load chunks of groups: one task per group would cost more than it saves
-        chunks = (rest[i:i + CHUNK_GROUPS] for i in range(0, len(rest), CHUNK_GROUPS))
-        loaded = prefetch_map(self._load, chunks, ahead=-(-prefetch // CHUNK_GROUPS),
-                              num_threads=num_threads)
-        self._it = (g for chunk in loaded for g in chunk)
+        chunks = chunk_ranges(ds._a.bytes[rest], CHUNK_GROUPS, CHUNK_BYTES, PRELOAD_BYTES)
+        self._loaded = loaded = prefetch_map(self._load, ((rest[lo:hi]) for lo, hi in chunks),
+                              ahead=-(-prefetch // CHUNK_GROUPS), num_threads=num_threads)
+        self._it = itertools.chain.from_iterable(loaded)  # each chunk makes its groups
 
-    def _load(self, ids: np.ndarray) -> list[Group]:
-        groups = self._ds._groups_at(ids)
-        for g in groups:
-            if g.num_bytes <= PRELOAD_BYTES:
-                g._preload(self._columns)
-        return groups
+    def _load(self, ids: np.ndarray) -> Chunk:
+        return load_chunk(self._ds, ids, self._columns, PRELOAD_BYTES)
 
     def __iter__(self) -> GroupStream:
         return self
@@ -163,7 +181,7 @@ class GroupStream:
                 "selection": self._selection, "position": self.position}
 
     def close(self) -> None:
-        self._it.close()
+        self._loaded.close()
 
     def __repr__(self) -> str:
         s = self.settings
