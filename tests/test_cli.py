@@ -58,3 +58,26 @@ def test_console_script_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fedgroups.cli", "--version"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "fedgroups" in proc.stdout
+
+
+def test_build_from_a_recipe_with_options(tmp_path, capsys):
+    from tests.recipes.test_shakespeare import CURRENT
+
+    (tmp_path / "pg100.txt").write_text(CURRENT, encoding="utf-8")
+    out = str(tmp_path / "shakespeare")
+    assert main(["build", "--recipe", "shakespeare", out, "--recipe-option",
+                 f"path={tmp_path / 'pg100.txt'}", "--quiet"]) == 0
+    assert "build finished" in capsys.readouterr().out
+    assert main(["build", "--recipe", "shakespeare", out, "--recipe-option", "nope=1",
+                 "--overwrite", "--quiet"]) == 2
+    assert "no option" in capsys.readouterr().err
+    assert main(["stats", out]) == 0
+    assert "groups" in capsys.readouterr().out
+
+
+def test_partitioner_keyspecs_reach_the_build(tmp_path):
+    import fedgroups as fg
+
+    rows = [{"label": i % 5, "text": "x"} for i in range(500)]
+    fg.build(rows, "dirichlet:10:0.5:label:1", tmp_path / "d")
+    assert fg.open(tmp_path / "d").num_examples == 500

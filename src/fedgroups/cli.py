@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fedgroups.errors import FedGroupsError
+from fedgroups.keys.functions import KEYSPEC_HELP
 
 
 def _human_bytes(n: float) -> str:
@@ -60,18 +61,22 @@ def _add_build(sub: Any) -> None:
     p.add_argument("source", nargs="?", help="path/glob of Parquet, JSONL, CSV or text files; "
                    "hf:NAME[:CONFIG]; stdlib: (the Python standard library's source)")
     p.add_argument("out", nargs="?", help="output directory")
-    p.add_argument("--key", help="field:NAME | url-host:FIELD | hash:N:FIELD | iid:N[:SEED] | "
-                   "python:MODULE:FUNCTION")
+    p.add_argument("--key", help=KEYSPEC_HELP)
     p.add_argument("--recipe", help="a named dataset (fedc4, fedwiki, fedbookco, fedccnews, "
                    "shakespeare); then only OUT is given")
+    p.add_argument("--recipe-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe's option, e.g. config=en, streaming=true, path=pg100.txt "
+                   "(repeatable; see docs/recipes.md)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--memory-limit", default="2GB", help="resident memory budget (default 2GB)")
     p.add_argument("--split", default=None, help="split of a Hugging Face dataset (default train)")
     p.add_argument("--format", default=None, help="parquet|jsonl|csv|tsv|text (default: from "
                    "the file extension)")
-    p.add_argument("--text-column", default="auto", help="column whose words are counted")
-    p.add_argument("--on-missing-key", choices=["error", "drop"], default="error",
-                   help="what to do with examples whose key is missing (drop: count and report)")
+    p.add_argument("--text-column", default=None,
+                   help="column whose words are counted (default: auto; 'none' for no count)")
+    p.add_argument("--on-missing-key", choices=["error", "drop"], default=None,
+                   help="what to do with examples whose key is missing: error (default) or "
+                   "drop (count and report them)")
     p.add_argument("--engine", choices=["local", "beam"], default="local")
     p.add_argument("--num-shards", type=int, default=None, help="partitions (default: planned "
                    "from the input size and memory limit)")
@@ -91,16 +96,26 @@ def _run_build(args: argparse.Namespace) -> int:
             source, out = None, source
         if source is not None or out is None:
             raise FedGroupsError("with --recipe, give only OUT: fedgroups build --recipe NAME OUT")
-        source, key, kwargs = get_recipe(args.recipe).build_args(split=args.split)
+        options = {}
+        for item in args.recipe_option:
+            name, eq, value = item.partition("=")
+            if not eq:
+                raise FedGroupsError(f"--recipe-option {item!r}: write KEY=VALUE")
+            options[name] = value
+        source, key, kwargs = get_recipe(args.recipe).build_args(split=args.split, **options)
     if source is None or out is None or key is None:
         raise FedGroupsError("give SOURCE, OUT and --key (or --recipe NAME OUT); "
                              "see fedgroups build --help")
-    options = list(getattr(args, "pipeline_options", []) or [])
+    pipeline_options = list(getattr(args, "pipeline_options", []) or [])
     kwargs.update(workers=args.workers, memory_limit=args.memory_limit,
                   overwrite=args.overwrite, engine=args.engine, format=args.format,
-                  text_column=None if args.text_column == "none" else args.text_column,
-                  on_missing_key=args.on_missing_key, num_partitions=args.num_shards,
-                  pipeline_options=options, progress=not args.quiet)
+                  num_partitions=args.num_shards, pipeline_options=pipeline_options,
+                  progress=not args.quiet)
+    # a recipe's own settings stand unless the user gave the flag
+    if args.text_column is not None:
+        kwargs["text_column"] = None if args.text_column == "none" else args.text_column
+    if args.on_missing_key is not None:
+        kwargs["on_missing_key"] = args.on_missing_key
     if args.split is not None:
         kwargs["split"] = args.split
     report = build(source, key, out, **kwargs)
@@ -229,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fedgroups {args.command}: interrupted; nothing was published", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fedgroups head ... | head`: the reader left, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -241,7 +241,9 @@ def _positive_int(text: str, spec: str, what: str) -> int:
 
 
 KEYSPEC_HELP = (
-    "field:NAME | url-host:FIELD | hash:N:FIELD | iid:N[:SEED] | python:MODULE:FUNCTION"
+    "field:NAME | url-host:FIELD | hash:N:FIELD | iid:N[:SEED] | python:MODULE:FUNCTION | "
+    "dirichlet:N:ALPHA:LABEL[:SEED] | pathological:N:K:LABEL:L[:SEED] | "
+    "power-law:N:EXPONENT[:SEED] | super:M:FIELD[:SEED]"
 )
 
 
@@ -280,4 +282,9 @@ def parse_key(key: str | Callable[..., Any] | KeyFunction) -> KeyFunction:
                 raise SettingError(f"key {key!r}: cannot import {fname} from {module}: {e}") from e
             return CallableKey(spec=key, fn=fn,
                                batched=bool(getattr(fn, "__fedgroups_batched__", False)))
+    from fedgroups.keys.partitioners import parse_partitioner
+
+    partitioner = parse_partitioner(key)
+    if partitioner is not None:
+        return partitioner
     raise SettingError(f"key {key!r} is not a KEYSPEC; use one of: {KEYSPEC_HELP}")
