@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -52,17 +53,27 @@ def build(table: pa.Table, out: str) -> fg.GroupedDataset:
     return fg.open(out)
 
 
+CPU: dict[Callable[[], int], float] = {}  # fastest CPU time (all threads) of each fn
+
+
 def race(fns: list[Callable[[], int]], repeat: int = 5) -> list[tuple[float, int]]:
-    """Fastest time and count of each fn, runs interleaved (a, b, c, a, b, c, ...) so a
-    burst of load from other jobs on the machine hits every contender alike."""
+    """Fastest wall time and count of each fn, runs interleaved (a, b, c, a, b, c, ...) so
+    a burst of load from other jobs on the machine hits every contender alike. The fastest
+    CPU time of this process (all its threads) goes to ``CPU[fn]``: steadier than wall
+    time when other jobs share the cores, though it charges prefetch threads in full."""
     times: list[list[float]] = [[] for _ in fns]
     counts = [0] * len(fns)
     for _ in range(repeat):
         for i, fn in enumerate(fns):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             counts[i] = fn()
             times[i].append(time.perf_counter() - t)
+            CPU[fn] = min(CPU.get(fn, float("inf")), time.process_time() - c)
     return [(min(ts), n) for ts, n in zip(times, counts)]
+
+
+def cpu_ratio(baseline: Callable[[], int], contender: Callable[[], int]) -> str:
+    return f"CPU-time ratio {CPU[baseline] / CPU[contender]:.2f}x"
 
 
 def raw_scan_batches(root: str, columns: list[str], verify: bool = False) -> int:
@@ -120,23 +131,23 @@ def bench_streaming(work: str, quick: bool) -> None:
         path = os.path.join(work, f"stream-{n_groups}-{label.split()[2]}")
         ds = build(make_table(n_groups, sizes_arr, 1, 200), path)
         cols = ds.schema.names
+        raw_b, fg_b = partial(raw_scan_batches, ds.root, cols), partial(stream_batches, ds, cols)
         (t_raw, n_raw), (t_rawv, _), (t_fg, n_fg) = race([
-            lambda ds=ds, cols=cols: raw_scan_batches(ds.root, cols),
-            lambda ds=ds, cols=cols: raw_scan_batches(ds.root, cols, verify=True),
-            lambda ds=ds, cols=cols: stream_batches(ds, cols)])
+            raw_b, partial(raw_scan_batches, ds.root, cols, verify=True), fg_b])
         assert n_raw == n_fg == ds.num_examples
-        (t_rawd, _), (t_fgd, n_fgd) = race([
-            lambda ds=ds, cols=cols: raw_scan_dicts(ds.root, cols),
-            lambda ds=ds, cols=cols: stream_dicts(ds, cols)])
+        raw_d, fg_d = partial(raw_scan_dicts, ds.root, cols), partial(stream_dicts, ds, cols)
+        (t_rawd, _), (t_fgd, n_fgd) = race([raw_d, fg_d])
         assert n_fgd == ds.num_examples
         print(f"streaming, {label}: {len(ds)} groups, {ds.num_examples} examples, "
               f"{sum(s['file_bytes'] for s in ds.manifest['shards']) >> 20} MiB "
               "(fastest of 5 interleaved runs each)")
         print(f"  arrow batches: {n_fg / t_fg:,.0f} ex/s vs raw scan {n_raw / t_raw:,.0f} "
               f"ex/s -> ratio {t_raw / t_fg:.2f}x (target >= 0.8); vs raw scan that also "
-              f"verifies page checksums as fedgroups does: {t_rawv / t_fg:.2f}x")
+              f"verifies page checksums as fedgroups does: {t_rawv / t_fg:.2f}x; "
+              f"{cpu_ratio(raw_b, fg_b)}")
         print(f"  python dicts:  {n_fgd / t_fgd:,.0f} ex/s vs raw to_pylist "
-              f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {t_rawd / t_fgd:.2f}x (target >= 0.8)")
+              f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {t_rawd / t_fgd:.2f}x (target >= 0.8); "
+              f"{cpu_ratio(raw_d, fg_d)}")
 
 
 def access_latency_ms(ds: fg.GroupedDataset, samples: int, seed: int) -> float:

@@ -84,7 +84,6 @@ CHILD = textwrap.dedent("""
     from torch.utils.data import DataLoader
     import fedgroups as fg
     from fedgroups.adapters.torch import GroupStreamDataset
-from fedgroups.errors import SettingError
     path, port, rank, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)

@@ -32,6 +32,7 @@ PRELOAD_BYTES = 8 << 20
 # row group (see blocks.py): up to this many groups, or this many bytes of preloaded rows.
 CHUNK_GROUPS = 1024
 CHUNK_BYTES = 8 << 20
+FIRST_CHUNK_GROUPS = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,19 +111,25 @@ def check_state(state: dict[str, Any], settings: StreamSettings, selection: str)
 
 
 def chunk_ranges(num_bytes: np.ndarray, max_groups: int, max_bytes: int,
-                 preload_bytes: int) -> Iterator[tuple[int, int]]:
+                 preload_bytes: int, first_groups: int = FIRST_CHUNK_GROUPS,
+                 ) -> Iterator[tuple[int, int]]:
     """Consecutive [lo, hi) ranges covering ``num_bytes``: each at most ``max_groups``
     groups and, unless one group alone exceeds it, ``max_bytes`` of preloaded rows (groups
-    above ``preload_bytes`` are not preloaded and count as 1 byte)."""
+    above ``preload_bytes`` are not preloaded and count as 1 byte).
+
+    The first ranges are short (``first_groups``, doubling up to ``max_groups``): a
+    shuffled chunk touches many row groups, and the consumer should not wait for all of
+    them before its first group, nor the threads for one another.
+    """
     weight = np.where(num_bytes > preload_bytes, 1, np.maximum(num_bytes, 1))
     cum = np.cumsum(weight)
-    lo, n = 0, len(num_bytes)
+    lo, n, size = 0, len(num_bytes), max(1, min(first_groups, max_groups))
     while lo < n:
         base = int(cum[lo - 1]) if lo else 0
-        hi = min(lo + max_groups, int(np.searchsorted(cum, base + max_bytes, side="right")))
+        hi = min(lo + size, int(np.searchsorted(cum, base + max_bytes, side="right")))
         hi = max(hi, lo + 1)
         yield lo, hi
-        lo = hi
+        lo, size = hi, min(2 * size, max_groups)
 
 
 class GroupStream:
@@ -147,10 +154,12 @@ class GroupStream:
         if prefetch < 0:
             raise SettingError(f"prefetch must be >= 0, got {prefetch}")
         rest = order[position:]
-        # threads load chunks of groups: one task per group would cost more than it saves
+        # threads load chunks of groups (one task per group would cost more than it
+        # saves), at least one chunk per thread in flight so each has row groups to decode
+        ahead = max(-(-prefetch // CHUNK_GROUPS), num_threads) if prefetch else 0
         chunks = chunk_ranges(ds._a.bytes[rest], CHUNK_GROUPS, CHUNK_BYTES, PRELOAD_BYTES)
-        self._loaded = loaded = prefetch_map(self._load, ((rest[lo:hi]) for lo, hi in chunks),
-                              ahead=-(-prefetch // CHUNK_GROUPS), num_threads=num_threads)
+        self._loaded = loaded = prefetch_map(self._load, (rest[lo:hi] for lo, hi in chunks),
+                                             ahead=ahead, num_threads=num_threads)
         self._it = itertools.chain.from_iterable(loaded)  # each chunk makes its groups
 
     def _load(self, ids: np.ndarray) -> Chunk:

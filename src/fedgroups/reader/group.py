@@ -1,0 +1,239 @@
+"""Group: one group's key, sizes, and lazy access to its rows as Arrow or Python dicts.
+
+A group reads its rows when asked, row group by row group, so a group larger than RAM
+streams in bounded memory. Groups handed out by a stream may arrive already read (see
+:mod:`fedgroups.reader.blocks`): then ``batches`` and ``__iter__`` serve that data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from fedgroups.reader.shards import ShardCache
+from fedgroups.reader.split import split_rows
+
+Key = str | bytes | int
+
+
+class RowSource(Protocol):
+    """Where a streamed group gets its rows as Python dicts (a shared, converted block)."""
+
+    def take(self, slot: int) -> list[dict[str, Any]] | None: ...
+
+
+class Part(NamedTuple):
+    """One contiguous run of a group's rows in one shard."""
+
+    shard: int
+    first_row: int
+    num_rows: int
+
+
+def _concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    if hasattr(pa, "concat_batches"):
+        return pa.concat_batches(batches)
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+_new = object.__new__
+
+
+class Group:
+    """One group: its key, its sizes, and lazy access to its examples.
+
+    ``rows`` (sorted positions inside the group) restricts the group to some of its
+    examples, as made by :meth:`split_examples`; sizes in bytes and words are then
+    estimated in proportion.
+    """
+
+    # slots: a stream makes tens of thousands of groups a second (cheaper to make, and
+    # no per-group dict for the garbage collector to walk)
+    __slots__ = ("_block", "_columns", "_parts", "_preloaded", "_preloaded_cols", "_rows",
+                 "_shards", "_slice", "_slot", "_total_bytes", "_total_words", "key",
+                 "num_bytes", "num_examples", "num_words", "schema")
+
+    def __init__(self, key: Key, parts: list[Part], num_bytes: int, num_words: int,
+                 shards: ShardCache, schema: pa.Schema, *, rows: np.ndarray | None = None,
+                 ) -> None:
+        self.key = key
+        self._parts: list[Part] | Part = parts
+        if rows is None:
+            self.num_examples = parts[0].num_rows if len(parts) == 1 else \
+                sum(p.num_rows for p in parts)
+            self.num_bytes, self.num_words = num_bytes, num_words
+        else:
+            total = sum(p.num_rows for p in parts)
+            self.num_examples = len(rows)
+            share = self.num_examples / total if total else 0.0
+            self.num_bytes, self.num_words = round(num_bytes * share), round(num_words * share)
+        self._total_bytes, self._total_words = num_bytes, num_words
+        self.schema = schema
+        self._columns = schema.names
+        self._shards = shards
+        self._rows = rows
+        self._preloaded: list[pa.RecordBatch] | None = None
+        self._preloaded_cols: list[str] = []
+        self._slice: tuple[pa.RecordBatch, int, int] | None = None  # (row group, first, n)
+        self._block: RowSource | None = None  # the same rows as dicts, made per block
+        self._slot = 0
+
+    @classmethod
+    def _loaded(cls, key: Key, part: Part, num_bytes: int, num_words: int, shards: ShardCache,
+                schema: pa.Schema, names: list[str], rows: tuple[pa.RecordBatch, int, int],
+                columns: list[str], block: RowSource | None, slot: int) -> Group:
+        """A whole single-part group already read: rows ``rows[1]:rows[1]+rows[2]`` of the
+        decoded row group ``rows[0]`` (its ``columns``), cut only when asked for.
+
+        A stream makes tens of thousands of these a second, so this skips ``__init__``'s
+        general case and allocates little; ``names`` is the dataset's column list (shared).
+        """
+        g = _new(cls)
+        g.key, g._parts, g.num_examples = key, part, part.num_rows
+        g.num_bytes = g._total_bytes = num_bytes
+        g.num_words = g._total_words = num_words
+        g.schema, g._columns, g._shards, g._rows = schema, names, shards, None
+        g._preloaded, g._preloaded_cols, g._slice = None, columns, rows
+        g._block, g._slot = block, slot
+        return g
+
+    @property
+    def parts(self) -> list[Part]:
+        """Where the group's rows are: (shard, first row, rows) per part, in order."""
+        p = self._parts
+        return [p] if isinstance(p, Part) else p
+
+    def _pre(self) -> list[pa.RecordBatch] | None:
+        """The rows the stream read ahead (``_preloaded_cols`` of them), if any."""
+        s = self._slice
+        if s is not None:
+            return [s[0].slice(s[1], s[2])]  # zero-copy; not kept, so nothing to free
+        return self._preloaded
+
+    def __repr__(self) -> str:
+        return f"Group(key={self.key!r}, num_examples={self.num_examples})"
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
+        cols = list(columns) if columns is not None else self._columns
+        for name in cols:
+            if name not in self._columns:
+                raise KeyError(f"no column {name!r}; columns are {self._columns}")
+        return cols
+
+    def _preload(self, columns: list[str]) -> None:
+        """Read the whole (small) group now, e.g. on a prefetch thread."""
+        if len(self.parts) == 1:
+            p = self.parts[0]
+            self._preloaded = self._shards.read_part(p.shard, p.first_row, p.num_rows,
+                                                     columns, self.key)
+        else:
+            self._preloaded = list(self._read(columns))
+        self._preloaded_cols = columns
+
+    def _read(self, cols: list[str]) -> Iterator[pa.RecordBatch]:
+        for p in self.parts:
+            yield from self._shards.read_group_rows(p.shard, p.first_row, p.num_rows, cols,
+                                                    self.key)
+
+    def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        """The group's rows as zero-copy slices of its row groups, in order."""
+        cols = self._check_columns(columns)
+        pre = self._pre()
+        if pre is not None and cols == self._preloaded_cols:
+            source: Iterator[pa.RecordBatch] = iter(pre)
+        elif pre is not None and set(cols) <= set(self._preloaded_cols):
+            source = (b.select(cols) for b in pre)
+        else:
+            source = self._read(cols)
+        if self._rows is None:
+            yield from source
+            return
+        offset = 0
+        for b in source:
+            lo, hi = np.searchsorted(self._rows, [offset, offset + b.num_rows])
+            if hi > lo:
+                yield b.take(pa.array(self._rows[lo:hi] - offset))
+            offset += b.num_rows
+
+    def tables(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+        """The group's rows as Arrow tables, one row group at a time (never the whole group)."""
+        for b in self._batches(columns):
+            yield pa.Table.from_batches([b])
+
+    def batches(self, batch_size: int = 1024, columns: Sequence[str] | None = None,
+                ) -> Iterator[pa.RecordBatch]:
+        """Record batches of exactly ``batch_size`` rows (the last may be shorter)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        pre = self._pre()
+        if (pre is not None and len(pre) == 1 and self._rows is None
+                and pre[0].num_rows <= batch_size
+                and (self._preloaded_cols == self._columns if columns is None
+                     else self._preloaded_cols == columns)):
+            return iter(pre)  # fast path: a small group read whole by the stream
+        return self._rebatch(batch_size, columns)
+
+    def _rebatch(self, batch_size: int, columns: Sequence[str] | None,
+                 ) -> Iterator[pa.RecordBatch]:
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        for batch in self._batches(columns):
+            if not held and batch.num_rows < batch_size:  # common: a whole small group
+                pending, held = [batch], batch.num_rows
+                continue
+            while batch.num_rows:
+                take = min(batch_size - held, batch.num_rows)
+                pending.append(batch.slice(0, take) if take < batch.num_rows else batch)
+                held += take
+                batch = batch.slice(take)
+                if held == batch_size:
+                    yield _concat_batches(pending)
+                    pending, held = [], 0
+        if held:
+            yield _concat_batches(pending)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The group's examples as dicts (all columns), in stored order."""
+        if self._block is not None:
+            rows = self._block.take(self._slot)  # converted with its block, handed out once
+            if rows is not None:
+                return iter(rows)
+        return self._dicts()
+
+    def _dicts(self) -> Iterator[dict[str, Any]]:
+        for b in self._batches(None):
+            yield from b.to_pylist()
+
+    def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The whole group in memory: only when the caller asks for it."""
+        cols = self._check_columns(columns)
+        batches = list(self._batches(cols))
+        return pa.Table.from_batches(batches, pa.schema([self.schema.field(c) for c in cols]))
+
+    def split_examples(self, fractions: Mapping[str, float], *, seed: int | None = None,
+                       ) -> dict[str, Group]:
+        """This group's examples split into named parts, e.g. for personalization.
+
+        ``seed=None`` splits in stored order (``{"train": 0.8, "test": 0.2}`` fine-tunes on
+        the first 80% and evaluates on the rest); an integer seed assigns examples by a
+        permutation seeded by (seed, key). Each part is a lazy :class:`Group`.
+        """
+        salt = int.from_bytes(hashlib.blake2b(repr(self.key).encode(), digest_size=4).digest(),
+                              "little")
+        base = np.arange(self.num_examples) if self._rows is None else self._rows
+        out = {}
+        for name, pos in split_rows(self.num_examples, fractions, seed, salt).items():
+            g = Group(self.key, self.parts, self._total_bytes, self._total_words, self._shards,
+                      self.schema, rows=base[pos])
+            g._preloaded, g._preloaded_cols = self._pre(), self._preloaded_cols
+            out[name] = g
+        return out

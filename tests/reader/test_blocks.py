@@ -1,0 +1,137 @@
+"""The block-level read path of streams gives exactly what the per-group path gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fedgroups as fg
+from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.manifest import file_sha256
+from fedgroups.reader import blocks, stream
+from fedgroups.reader.stream import chunk_ranges
+
+
+def _per_group(ds: fg.GroupedDataset, key, columns=None) -> pa.Table:
+    """The group read by random access (the per-group path), fresh handles and cache."""
+    return fg.open(ds.root)[key].to_arrow(columns)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), buffer_size=st.sampled_from([1, 7, 64, 10_000]),
+       block_bytes=st.sampled_from([512, 2048, 1 << 20]), prefetch=st.sampled_from([0, 64]),
+       columns=st.sampled_from([None, ["i"], ["text", "x"]]))
+def test_streamed_groups_equal_random_access(small, seed, buffer_size, block_bytes,
+                                             prefetch, columns):
+    fresh = fg.open(small.root)
+    expect = {k: fresh[k].to_arrow(columns) for k in fresh.keys()}
+    it = small.groups(seed=seed, buffer_size=buffer_size, block_bytes=block_bytes,
+                      prefetch=prefetch, columns=columns)
+    seen = []
+    for g in it:
+        seen.append(g.key)
+        got = pa.Table.from_batches(list(g.batches(1 << 20, columns)))
+        assert got.equals(expect[g.key]), g.key
+        assert g.num_examples == len(expect[g.key]) and g.parts == fresh[g.key].parts
+    assert seen == it.keys() and sorted(seen) == small.keys()
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 1000), prefetch=st.sampled_from([0, 64]))
+def test_streamed_dicts_equal_random_access(small, seed, prefetch):
+    fresh = fg.open(small.root)
+    total = 0
+    for g in small.groups(seed=seed, prefetch=prefetch, buffer_size=32):
+        rows = list(g)
+        assert rows == list(fresh[g.key]), g.key
+        total += len(rows)
+    assert total == small.num_examples
+
+
+def test_dicts_are_handed_out_once_and_never_shared(small):
+    it = small.groups(seed=0)
+    a, b = next(it), next(it)
+    first = list(a)
+    again = list(a)  # converted again from Arrow: equal, not the same objects
+    assert first == again and all(x is not y for x, y in zip(first, again))
+    assert list(b) == list(fg.open(small.root)[b.key])
+    first[0]["i"] = -1  # mutating what we were given changes nothing we hand out later
+    assert list(a)[0]["i"] == 0
+
+
+def test_streamed_group_methods_match(small):
+    fresh = fg.open(small.root)
+    for g in small.groups(seed=1):
+        ref = fresh[g.key]
+        assert [b.num_rows for b in g.batches(3)] == [b.num_rows for b in ref.batches(3)]
+        assert g.to_arrow(["i"]).equals(ref.to_arrow(["i"]))
+        split = g.split_examples({"a": 0.5, "b": 0.5}, seed=3)
+        ref_split = ref.split_examples({"a": 0.5, "b": 0.5}, seed=3)
+        assert [r["i"] for r in split["b"]] == [r["i"] for r in ref_split["b"]]
+        assert list(g) == list(ref)
+
+
+def test_big_and_split_groups_take_the_per_group_path(parted_path):
+    ds = fg.open(parted_path)
+    fresh = fg.open(parted_path)
+    for g in ds.groups(seed=0, buffer_size=4):
+        assert g.to_arrow().equals(fresh[g.key].to_arrow())
+        assert sum(1 for _ in g) == g.num_examples
+    # a group over the preload limit stays lazy, read row group by row group
+    small_limit = blocks.load_chunk(ds, np.arange(len(ds)), ds.schema.names, 1 << 10)
+    big = [g for g in small_limit if g.key == "big"][0]
+    assert big._preloaded is None and big._slice is None
+    assert sum(b.num_rows for b in big.batches(500)) == 3000
+
+
+def test_stream_detects_an_index_that_disagrees_with_the_shard(small_path, tmp_path):
+    root = str(tmp_path / "ds")
+    shutil.copytree(small_path, root)
+    path = os.path.join(root, "index.parquet")
+    t = pq.read_table(path)
+    first = t.column("first_row").to_pylist()
+    first[3] += 1
+    t = t.set_column(t.schema.get_field_index("first_row"), "first_row",
+                     pa.array(first, pa.int64()))
+    pq.write_table(t, path)
+    with open(os.path.join(root, "manifest.json")) as f:
+        m = json.load(f)
+    m["index"].update(file_bytes=os.path.getsize(path), sha256=file_sha256(path))
+    with open(os.path.join(root, "manifest.json"), "w") as f:
+        json.dump(m, f)
+    ds = fg.open(root)
+    with pytest.raises(CorruptDatasetError, match=r"shard-.*should hold exactly group"):
+        for g in ds.groups(seed=0):
+            list(g.batches(100))
+
+
+def test_small_chunks_change_nothing(small, monkeypatch):
+    expect = [(g.key, g.to_arrow()) for g in small.groups(seed=2)]
+    monkeypatch.setattr(stream, "CHUNK_GROUPS", 3)
+    monkeypatch.setattr(blocks.DictBlock, "UNIT_ROWS", 5)
+    got = [(g.key, g.to_arrow()) for g in small.groups(seed=2, prefetch=4)]
+    assert [k for k, _ in got] == [k for k, _ in expect]
+    assert all(a.equals(b) for (_, a), (_, b) in zip(got, expect))
+    assert all(list(g) == list(small[g.key]) for g in small.groups(seed=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5000), max_size=200), st.integers(1, 20),
+       st.integers(1, 20_000), st.integers(1, 4000))
+def test_chunk_ranges_tile_and_respect_limits(sizes, max_groups, max_bytes, preload):
+    nb = np.asarray(sizes, dtype=np.int64)
+    ranges = list(chunk_ranges(nb, max_groups, max_bytes, preload))
+    bounds = [0] + [hi for _, hi in ranges]
+    assert [lo for lo, _ in ranges] == bounds[:-1] and bounds[-1] == len(sizes)
+    for lo, hi in ranges:
+        assert 1 <= hi - lo <= max_groups
+        held = np.where(nb[lo:hi] > preload, 1, np.maximum(nb[lo:hi], 1)).sum()
+        assert hi - lo == 1 or held <= max_bytes
