@@ -29,6 +29,16 @@ def table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _describe_source(src: dict[str, Any]) -> str:
+    if src.get("kind") == "files":
+        paths = src.get("paths") or ["?"]
+        more = f" and {src['num_files'] - 1} more" if src.get("num_files", 1) > 1 else ""
+        return f"{paths[0]}{more} ({', '.join(src.get('formats', []))})"
+    name = src.get("spec") or src.get("name") or src.get("kind", "?")
+    split = f", split {src['split']}" if src.get("split") else ""
+    return f"{name}{split}"
+
+
 def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
     t = manifest["totals"]
     b = manifest.get("build", {})
@@ -46,7 +56,7 @@ def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
         ("dropped examples", f"{t['dropped_examples']:,}"),
         ("shards", f"{t['shards']}  ({_human_bytes(sum(s['file_bytes'] for s in manifest['shards']))} on disk)"),
         ("key", f"{manifest['key'].get('spec')}  ({manifest['key']['type']})"),
-        ("source", src.get("spec") or src.get("kind")),
+        ("source", _describe_source(src)),
         ("schema", cols),
         ("built", f"{manifest['created']} by fedgroups {manifest['fedgroups_version']}, "
                   f"engine {b.get('engine')}, {b.get('workers', '?')} workers, "
