@@ -140,7 +140,7 @@ def centralized(cfg: TrainConfig, s: Setup, pack: Packer) -> tuple[float, float,
     return float(tokens), time.perf_counter() - t0, time.process_time() - c0
 
 
-def compare(name: str, cfg: TrainConfig, s: Setup, pack: Packer, repeats: int) -> list[str]:
+def compare(name: str, cfg: TrainConfig, s: Setup, pack: Packer, repeats: int) -> str:
     warm = replace(cfg, rounds=1)
     centralized(warm, s, pack)
     fedavg(warm, s, pack)
@@ -154,15 +154,19 @@ def compare(name: str, cfg: TrainConfig, s: Setup, pack: Packer, repeats: int) -
             raise AssertionError(f"both must train on the same tokens: {c[0]} vs {f[0]}")
         pairs.append((c, f))
     tokens = pairs[0][0][0]
-    cen_wall = statistics.median(tokens / c[1] for c, _ in pairs)
-    fed_wall = statistics.median(tokens / f[1] for _, f in pairs)
+
+    def med(values: Any) -> float:
+        return statistics.median(list(values))
+
     wall = [c[1] / f[1] for c, f in pairs]
     cpu = [c[2] / f[2] for c, f in pairs]
-    return [
-        f"{name:<11} {tokens:>8.0f} {cen_wall:>12.0f} {fed_wall:>12.0f} "
-        f"{statistics.median(wall):>7.3f} [{min(wall):.2f}-{max(wall):.2f}] "
-        f"{statistics.median(cpu):>7.3f} [{min(cpu):.2f}-{max(cpu):.2f}]"
-    ]
+    return (
+        f"{name:<11} {tokens:>8.0f} {med(tokens / c[1] for c, _ in pairs):>8.0f} "
+        f"{med(tokens / f[1] for _, f in pairs):>8.0f} {med(wall):>6.3f} "
+        f"[{min(wall):.2f}-{max(wall):.2f}] {med(tokens / c[2] for c, _ in pairs):>8.0f} "
+        f"{med(tokens / f[2] for _, f in pairs):>8.0f} {med(cpu):>6.3f} "
+        f"[{min(cpu):.2f}-{max(cpu):.2f}]"
+    )
 
 
 def rss_child(a: argparse.Namespace) -> None:
@@ -236,13 +240,13 @@ def main() -> None:
         print(f"model {s.args}\n{a.rounds} rounds x cohort {a.cohort} x {a.local_steps} steps "
               f"x batch {a.batch_size} x seq {a.seq_len}; {a.threads} thread(s); "
               f"{a.repeats} alternating repeats after a warm-up")
-        print(f"{'data':<11} {'tokens':>8} {'central tok/s':>12} {'fedavg tok/s':>12} "
-              f"{'wall ratio [min-max]':>20} {'cpu ratio [min-max]':>20}")
-        for line in compare("compute", cfg, s, s.cached_packer(cfg), a.repeats):
-            print(line)
-        for line in compare("end-to-end", cfg, s, s.packer(cfg), a.repeats):
-            print(line)
-        print("ratio = fedavg tok/s / centralized tok/s (median of pairs)   target >= 0.9")
+        print(f"{'':<20} {'tokens/s (wall)':^35} {'tokens per CPU second':^35}")
+        print(f"{'data':<11} {'tokens':>8} {'central':>8} {'fedavg':>8} {'ratio [min-max]':>17} "
+              f"{'central':>8} {'fedavg':>8} {'ratio [min-max]':>17}")
+        print(compare("compute", cfg, s, s.cached_packer(cfg), a.repeats))
+        print(compare("end-to-end", cfg, s, s.packer(cfg), a.repeats))
+        print("tok/s: median per side; ratio = fedavg / centralized, median over alternating "
+              "pairs; target >= 0.9")
         if a.skip_rss:
             return
         runs = [(8, a.rss_rounds), (128, a.rss_rounds), (8, a.rss_rounds * 16)]

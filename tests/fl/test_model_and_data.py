@@ -5,7 +5,7 @@ from conftest import MemoryGroup, make_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedgroups.fl.client_data import iter_batches, pack_client
+from fedgroups.fl.client_data import encode_prefix, iter_batches, pack_client
 from fedgroups.fl.config import ModelConfig
 from fedgroups.fl.model import ModelArgs, build_model, num_parameters
 from fedgroups.fl.simulation import model_args
@@ -61,3 +61,34 @@ def test_batches_cover_every_sequence_once(n: int, bs: int, seed: int) -> None:
     assert all(1 <= b.shape[0] <= bs for b in got)
     rows = sorted(r[0].item() for b in got for r in b)
     assert rows == list(range(0, n * 3, 3))
+
+
+_PIECES = ["alpha", " beta", "'re", "'s", " ", "   ", "\n", "\n\n  ", "42", " 7", "é", "日本",
+           "!?", "(", "x_y", "\t", "<|endoftext|>"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_PIECES), min_size=200, max_size=1500),
+       at_least=st.integers(1, 300))
+def test_encode_prefix_equals_the_start_of_the_whole_encoding(pieces: list[str],
+                                                                at_least: int) -> None:
+    tok = _tokenizer()
+    text = "".join(pieces)
+    full = tok.encode(text, add_special_tokens=False).ids
+    got = encode_prefix(tok, text, at_least)
+    if got is not None:
+        assert len(got) >= at_least and got == full[: len(got)]
+
+
+def test_pack_with_one_huge_example_equals_tokenizing_it_whole() -> None:
+    tok = _tokenizer()
+    eos = tok.token_to_id(EOS)
+    huge = " ".join(r["text"] for r in make_records(16)) * 4  # far longer than needed
+    texts = [{"text": "short one"}, {"text": huge}, {"text": "never read"}]
+    stream = tok.encode("short one", add_special_tokens=False).ids + [eos]
+    stream += tok.encode(huge, add_special_tokens=False).ids
+    assert len(huge) > 4096 and encode_prefix(tok, huge, 32) is not None  # the prefix path
+    data = pack_client(MemoryGroup("k", texts), tok, text_column="text", seq_len=8,
+                       max_sequences=4, eos_id=eos)
+    assert data.sequences.reshape(-1).tolist() == stream[:36]
+    assert data.num_examples == 2

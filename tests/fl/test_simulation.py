@@ -112,6 +112,18 @@ def test_fedsgd_run_and_cli(make_dataset, tmp_path: Path, capsys: pytest.Capture
     assert cli.main(["train", "--resume", str(tmp_path / "run"), "--set", "rounds=4"]) == 0
     assert "round 4: train loss" in capsys.readouterr().out
 
+    assert cli.main(["train", str(path), "--no-progress"]) == 2  # a run is there already
+    assert "already holds a run" in capsys.readouterr().err
+    assert cli.main(["train", str(path), "--set", "rounds=1", "--no-progress",
+                     "--overwrite"]) == 0
+    assert "round 1: train loss" in capsys.readouterr().out
+    (tmp_path / "notarun").mkdir()
+    (tmp_path / "notarun" / "precious.txt").write_text("x")
+    assert cli.main(["train", str(path), "--set", f"output_dir={tmp_path / 'notarun'}",
+                     "--overwrite", "--no-progress"]) == 2
+    assert (tmp_path / "notarun" / "precious.txt").exists()
+    capsys.readouterr()
+
     assert cli.main(["train", str(path), "--set", "client.optimizer=adamw"]) == 2
     err = capsys.readouterr().err
     assert "'client.optimizer' must be one of 'sgd', 'momentum', 'adam'; got 'adamw'" in err

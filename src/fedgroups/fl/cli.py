@@ -7,6 +7,7 @@ The lead's ``fedgroups/cli.py`` calls :func:`add_train_parser` and :func:`run_tr
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ def add_train_parser(subparsers: Any) -> None:
                    help="'distributed' splits each cohort over torch.distributed ranks "
                    "(launch with torchrun)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in output_dir instead of refusing")
 
 
 def load_config(args: argparse.Namespace) -> TrainConfig:
@@ -65,6 +68,15 @@ def run_train(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"fedgroups train: config error: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "overwrite", False) and not args.resume:
+        old = Path(config.output_dir)
+        if old.exists():
+            markers = ("config.yaml", "metrics.jsonl", "checkpoints")
+            if not any((old / m).exists() for m in markers):
+                print(f"fedgroups train: error: --overwrite: {old} is not a run directory; "
+                      "remove it yourself if that is intended", file=sys.stderr)
+                return 2
+            shutil.rmtree(old)
     try:
         result = run(config, backend=args.backend, resume=bool(args.resume),
                      echo=lambda m: print(m, file=sys.stderr))
