@@ -88,7 +88,10 @@ def build(
     ...     "totals"]["groups"]
     2
     """
-    out = os.path.abspath(os.fspath(out))
+    out = os.fspath(out)
+    remote = "://" in out and not out.startswith("file://")
+    if not remote:
+        out = os.path.abspath(out)
     if engine not in ("local", "beam"):
         raise SettingError(f"engine {engine!r} is not one of: local, beam")
     if on_missing_key not in ("error", "drop"):
@@ -98,33 +101,40 @@ def build(
     limit = parse_bytes(memory_limit)
     max_shard = parse_bytes(shard_size, "shard_size")
     plan_overrides = dict(_plan_overrides or {})
-    check_output(out, overwrite)
+    if remote and engine != "beam":
+        raise SettingError(
+            f"{out}: the local engine writes to a local directory; build locally and copy, "
+            "or use engine='beam' (--engine beam), which writes to gs://, s3://, … directly")
+    if not remote:
+        check_output(out, overwrite)
     keyfn = parse_key(key)
     src: Source = make_source(source, format=format, split=split)
     keyfn.check_columns(src.schema, str(src.description.get("spec") or src.description))
     text_col = choose_text_column(src.schema, text_column)
+    t0 = time.perf_counter()
+    if engine == "beam":  # the pipeline writes index and manifest itself, as its last step
+        from fedgroups.build.beam import run_beam
+        manifest, stats = run_beam(
+            src, keyfn, out=out, overwrite=overwrite, text_column=text_col,
+            on_missing_key=on_missing_key, num_shards=num_partitions,
+            pipeline_options=list(pipeline_options or []))
+        return BuildReport(path=out, manifest=manifest, seconds=time.perf_counter() - t0,
+                           stats=stats)
     remove_stale_staging(out)
     staging = make_staging(out)
-    t0 = time.perf_counter()
     try:
-        if engine == "beam":
-            from fedgroups.build.beam import run_beam
-            results, schema, stats, settings = run_beam(
-                src, keyfn, staging=staging, text_column=text_col, on_missing_key=on_missing_key,
-                num_shards=num_partitions, pipeline_options=list(pipeline_options or []))
-        else:
-            plan = make_plan(workers=workers, memory_limit=limit,
-                             estimated_bytes=src.estimated_bytes, num_partitions=num_partitions)
-            if plan_overrides:  # tests exercise the out-of-core paths with tiny budgets
-                plan = dataclasses.replace(plan, **plan_overrides)
-            from fedgroups.build.local import run_local
-            results, schema, stats = run_local(src, keyfn, staging=staging, plan=plan,
-                                               text_column=text_col, shard_bytes=max_shard,
-                                               on_missing_key=on_missing_key, progress=progress)
-            settings = {"engine": "local", "workers": plan.workers,
-                        "memory_limit": plan.memory_limit,
-                        "num_partitions": plan.num_partitions, "shard_bytes": max_shard,
-                        "on_missing_key": on_missing_key}
+        plan = make_plan(workers=workers, memory_limit=limit,
+                         estimated_bytes=src.estimated_bytes, num_partitions=num_partitions)
+        if plan_overrides:  # tests exercise the out-of-core paths with tiny budgets
+            plan = dataclasses.replace(plan, **plan_overrides)
+        from fedgroups.build.local import run_local
+        results, schema, stats = run_local(src, keyfn, staging=staging, plan=plan,
+                                           text_column=text_col, shard_bytes=max_shard,
+                                           on_missing_key=on_missing_key, progress=progress)
+        settings = {"engine": "local", "workers": plan.workers,
+                    "memory_limit": plan.memory_limit,
+                    "num_partitions": plan.num_partitions, "shard_bytes": max_shard,
+                    "on_missing_key": on_missing_key}
         seconds = time.perf_counter() - t0
         settings["seconds"] = round(seconds, 3)
         manifest = finish(staging, results, schema=schema, key_description=keyfn.describe(),

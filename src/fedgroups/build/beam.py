@@ -17,7 +17,6 @@ pipeline as a PTransform over a PCollection of dicts (``fedgroups.beam.WriteGrou
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -299,34 +298,6 @@ def summarize(stats: beam.PCollection) -> beam.PCollection:
     return stats | "Summary" >> beam.CombineGlobally(_SummaryFn())
 
 
-def _write_handoff(results: list[PartitionResult], summary: MapSummary, root: str) -> None:
-    """Leave the results for ``run_beam`` on the driver (plain JSON + Arrow, no pickle)."""
-    import pyarrow.parquet as pq
-    path = os.path.join(root, _HANDOFF)
-    os.makedirs(path, exist_ok=True)
-    parts = [{"partition": r.partition, "shards": r.shards} for r in results]
-    for r in results:
-        pq.write_table(r.index, os.path.join(path, f"index-{r.partition:05d}.parquet"))
-    meta = {"partitions": parts, "rows_in": summary.rows_in, "dropped": summary.dropped,
-            "key_types": sorted(summary.key_types), "drop_examples": summary.drop_examples}
-    with open(os.path.join(path, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-
-
-def _read_handoff(root: str) -> tuple[list[PartitionResult], MapSummary]:
-    import pyarrow.parquet as pq
-    path = os.path.join(root, _HANDOFF)
-    with open(os.path.join(path, "results.json"), encoding="utf-8") as f:
-        meta = json.load(f)
-    results = [PartitionResult(
-        partition=p["partition"], shards=p["shards"],
-        index=pq.read_table(os.path.join(path, f"index-{p['partition']:05d}.parquet")))
-        for p in meta["partitions"]]
-    summary = MapSummary(rows_in=meta["rows_in"], dropped=meta["dropped"],
-                         key_types=set(meta["key_types"]), drop_examples=meta["drop_examples"])
-    return results, summary
-
-
 def _unwrap(error: BaseException) -> BaseException:
     """The user-facing error inside a runner's wrapper, if there is one."""
     seen: BaseException | None = error
@@ -349,39 +320,46 @@ def counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
 
 
 def run_beam(
-    src: Source, keyfn: KeyFunction, *, staging: str, text_column: str | None,
+    src: Source, keyfn: KeyFunction, *, out: str, overwrite: bool, text_column: str | None,
     on_missing_key: str, num_shards: int | None, pipeline_options: list[str],
-) -> tuple[list[PartitionResult], pa.Schema, dict[str, Any], dict[str, Any]]:
-    """Build into ``staging`` (local or shared storage) on the runner the options name."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build ``out`` on the runner the options name; return (manifest, statistics).
+
+    The pipeline's last step writes the index and then the manifest (and, for a local OUT,
+    renames the staging directory into place), so a failed or cancelled job leaves nothing
+    that opens as a dataset."""
+    from fedgroups.build.beam_write import Commit, prepare_root, read_result_manifest
+
     options = PipelineOptions(pipeline_options)
     settings = BeamSettings.from_options(options, num_shards or default_num_shards(
         src.estimated_bytes))
-    layout = Layout(root=staging, key_spec=keyfn.spec, input_schema=src.schema,
+    root = prepare_root(out, overwrite)
+    layout = Layout(root=root, key_spec=keyfn.spec, input_schema=src.schema,
                     text_column=text_column)
-    pipeline = beam.Pipeline(options=options)
-    outputs = pipeline | "Read" >> ReadAndKey(src, keyfn, settings, on_missing_key)
-    summary = summarize(outputs.stats)
-    results = outputs.chunks | "Write" >> GroupAndWrite(layout, settings, summary)
-    _ = (results | "Collect" >> beam.combiners.ToList()
-         | "Handoff" >> beam.Map(_write_handoff, summary=beam.pvalue.AsSingleton(summary),
-                                 root=staging))
-    try:
-        run = pipeline.run()
-        run.wait_until_finish()
-    except Exception as e:  # runners wrap worker errors; surface the user's error as is
-        inner = _unwrap(e)
-        if inner is not e:
-            raise inner from e
-        raise
-    parts, summary_out = _read_handoff(staging)
-    shutil.rmtree(os.path.join(staging, _HANDOFF), ignore_errors=True)
-    summary_out.check(keyfn.spec, str(src.description.get("spec") or src.description))
-    schema = layout.schema(summary_out)
-    stats: dict[str, Any] = {"rows_in": summary_out.rows_in, "dropped": summary_out.dropped,
-                             "drop_examples": summary_out.drop_examples, **counters(run)}
     build_settings = {"engine": "beam",
                       "runner": options.view_as(StandardOptions).runner or "DirectRunner",
                       "num_partitions": settings.num_shards, **{
                           k: v for k, v in asdict(settings).items() if k != "num_shards"},
                       "on_missing_key": on_missing_key}
-    return parts, schema, stats, build_settings
+    pipeline = beam.Pipeline(options=options)
+    outputs = pipeline | "Read" >> ReadAndKey(src, keyfn, settings, on_missing_key)
+    summary = summarize(outputs.stats)
+    results = outputs.chunks | "Write" >> GroupAndWrite(layout, settings, summary)
+    commit = Commit(layout, out, overwrite, keyfn, build_settings, source=src.description)
+    _ = (results | "Collect" >> beam.combiners.ToList()
+         | "Commit" >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary)))
+    try:
+        run = pipeline.run()
+        run.wait_until_finish()
+    except Exception as e:  # runners wrap worker errors; surface the user's error as is
+        if root != out:
+            shutil.rmtree(root, ignore_errors=True)
+        inner = _unwrap(e)
+        if inner is not e:
+            raise inner from e
+        raise
+    manifest = read_result_manifest(out)
+    totals = manifest["totals"]
+    stats: dict[str, Any] = {"rows_in": totals["examples"] + totals["dropped_examples"],
+                             "dropped": totals["dropped_examples"], **counters(run)}
+    return manifest, stats

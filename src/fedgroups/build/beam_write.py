@@ -70,21 +70,25 @@ class _KeyRows(_KeyAndCut):
         self._fold(result, schema=None if self.schema else batch.schema)
 
 
-class _Commit:
-    """The last, singleton step: index and manifest (and for a local OUT, the rename)."""
+class Commit:
+    """The last, singleton step: index and manifest (and for a local OUT, the rename).
+
+    It runs on a worker, so nothing has to travel back to the driver: on a cluster a local
+    OUT must be on storage every worker and the driver share; a remote OUT always is."""
 
     def __init__(self, layout: Layout, out: str, overwrite: bool, keyfn: KeyFunction,
-                 settings: dict[str, Any]) -> None:
+                 settings: dict[str, Any], source: dict[str, Any] | None = None) -> None:
         self.layout, self.out, self.overwrite = layout, out, overwrite
         self.keyfn, self.settings = keyfn, settings
+        self.source = source or {"kind": "beam-pcollection"}
 
     def __call__(self, results: list[PartitionResult], summary: MapSummary) -> dict[str, Any]:
         from fedgroups.format.publish import publish
 
-        summary.check(self.keyfn.spec, "the input PCollection")
+        summary.check(self.keyfn.spec, str(self.source.get("spec") or self.source))
         args: dict[str, Any] = {
             "schema": self.layout.schema(summary), "key_description": self.keyfn.describe(),
-            "source_description": {"kind": "beam-pcollection"},
+            "source_description": self.source,
             "build_settings": self.settings, "text_column": self.layout.text(summary),
             "dropped": summary.dropped}
         if not is_remote(self.out):
@@ -99,6 +103,27 @@ class _Commit:
         finally:
             shutil.rmtree(local, ignore_errors=True)
         return manifest
+
+
+def prepare_root(out: str, overwrite: bool) -> str:
+    """Where shards go: a staging directory beside a local OUT, OUT itself when remote."""
+    from fedgroups.format.publish import check_output, make_staging, remove_stale_staging
+    if is_remote(out):
+        _prepare_remote(out, overwrite)
+        return out
+    check_output(out, overwrite)
+    remove_stale_staging(out)
+    return make_staging(out)
+
+
+def read_result_manifest(out: str) -> dict[str, Any]:
+    """The manifest the Commit step wrote (local or remote OUT)."""
+    if not is_remote(out):
+        from fedgroups.format.manifest import read_manifest
+        return read_manifest(out)
+    import json
+    with filesystem(out).open(f"{out}/{MANIFEST_FILE}", "r") as f:
+        return json.load(f)
 
 
 def _prepare_remote(out: str, overwrite: bool) -> None:
@@ -157,18 +182,8 @@ class WriteGrouped(beam.PTransform):
             num_shards=num_shards, sort_budget=parse_bytes(sort_budget, "sort_budget"),
             shard_bytes=parse_bytes(shard_bytes, "shard_bytes"), compression=compression)
 
-    def _root(self) -> str:
-        """Where shards go: a staging directory for a local OUT, OUT itself for a remote one."""
-        from fedgroups.format.publish import check_output, make_staging, remove_stale_staging
-        if is_remote(self.out):
-            _prepare_remote(self.out, self.overwrite)
-            return self.out
-        check_output(self.out, self.overwrite)
-        remove_stale_staging(self.out)
-        return make_staging(self.out)
-
     def expand(self, examples: beam.PCollection) -> beam.PCollection:
-        root = self._root()
+        root = prepare_root(self.out, self.overwrite)
         layout = Layout(root=root, key_spec=self.keyfn.spec, input_schema=self.schema,
                         text_column=self.text_column)
         source = _PCollectionInput(description={"kind": "beam-pcollection"}, num_units=0,
@@ -185,7 +200,7 @@ class WriteGrouped(beam.PTransform):
                     "shard_bytes": self.settings.shard_bytes,
                     "compression": self.settings.compression,
                     "on_missing_key": self.on_missing_key}
-        commit = _Commit(layout, self.out, self.overwrite, self.keyfn, settings)
+        commit = Commit(layout, self.out, self.overwrite, self.keyfn, settings)
         return (results
                 | "Collect" >> beam.combiners.ToList()
                 | "Commit" >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary)))
