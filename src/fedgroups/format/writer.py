@@ -60,7 +60,6 @@ class ShardWriter:
     partition: int
     schema: pa.Schema  # output schema: key column first, then the source's columns
     text_column: str | None
-    shard_base: int = 0  # global shard numbers are assigned later; this is local
     row_group_bytes: int = ROW_GROUP_BYTES
     shard_bytes: int = SHARD_BYTES
     compression: str = "snappy"
