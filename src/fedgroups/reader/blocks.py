@@ -155,7 +155,7 @@ class Chunk:
 
 
 def load_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str],
-               preload_bytes: int) -> Chunk:
+               preload_bytes: int, *, reverse: bool = False) -> Chunk:
     """The groups ``ids`` (in this order), small ones decoded per row group."""
     a = ds._a
     keys = ds._keys_of(ids)
@@ -172,8 +172,11 @@ def load_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str],
         uniq, which[blocked] = np.unique((shard[blocked] << 32) + rg[blocked],
                                          return_inverse=True)
         cols = tuple(columns)
-        runs = [ds._shards.run_batch(int(c >> 32), int(c & 0xFFFFFFFF), cols)
-                for c in uniq.tolist()]
+        todo = uniq.tolist()
+        if reverse:  # decode in the other order than the neighbouring chunks (see stream.py)
+            todo.reverse()
+        got = {c: ds._shards.run_batch(c >> 32, c & 0xFFFFFFFF, cols) for c in todo}
+        runs = [got[c] for c in uniq.tolist()]
     others: list[Group | None] = [None] * len(ids)
     for i in np.flatnonzero(~blocked).tolist():  # several parts or row groups, or big
         g = others[i] = ds._group_at(int(ids[i]), keys[i])

@@ -174,6 +174,10 @@ class Group:
         """Record batches of exactly ``batch_size`` rows (the last may be shorter)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        s = self._slice
+        if (s is not None and s[2] <= batch_size and self._rows is None
+                and self._preloaded_cols == (self._columns if columns is None else columns)):
+            return iter((s[0].slice(s[1], s[2]),))  # a streamed group: one zero-copy slice
         pre = self._pre()
         if (pre is not None and len(pre) == 1 and self._rows is None
                 and pre[0].num_rows <= batch_size

@@ -158,12 +158,15 @@ class GroupStream:
         # saves), at least one chunk per thread in flight so each has row groups to decode
         ahead = max(-(-prefetch // CHUNK_GROUPS), num_threads) if prefetch else 0
         chunks = chunk_ranges(ds._a.bytes[rest], CHUNK_GROUPS, CHUNK_BYTES, PRELOAD_BYTES)
-        self._loaded = loaded = prefetch_map(self._load, (rest[lo:hi] for lo, hi in chunks),
-                                             ahead=ahead, num_threads=num_threads)
+        # alternate chunks decode their row groups in opposite orders: the first chunks of
+        # a shuffled stream touch the same row groups, and threads then split the work
+        self._loaded = loaded = prefetch_map(
+            self._load, ((rest[lo:hi], i % 2 == 1) for i, (lo, hi) in enumerate(chunks)),
+            ahead=ahead, num_threads=num_threads)
         self._it = itertools.chain.from_iterable(loaded)  # each chunk makes its groups
 
-    def _load(self, ids: np.ndarray) -> Chunk:
-        return load_chunk(self._ds, ids, self._columns, PRELOAD_BYTES)
+    def _load(self, task: tuple[np.ndarray, bool]) -> Chunk:
+        return load_chunk(self._ds, task[0], self._columns, PRELOAD_BYTES, reverse=task[1])
 
     def __iter__(self) -> GroupStream:
         return self
