@@ -50,12 +50,16 @@ def _sorted(table: pa.Table) -> pa.Table:
 MERGE_WINDOW_BYTES = 1 << 20  # what a merge holds of each run at a time
 
 
+def _window_rows(table: pa.Table) -> int:
+    """Rows in about MERGE_WINDOW_BYTES of this table (16 .. RUN_BATCH_ROWS)."""
+    per_row = max(1, table.nbytes // max(table.num_rows, 1))
+    return int(min(RUN_BATCH_ROWS, max(16, MERGE_WINDOW_BYTES // per_row)))
+
+
 def _write_run(path: str, table: pa.Table) -> None:
     """A sorted run in batches of about MERGE_WINDOW_BYTES, so merging it stays small."""
-    per_row = max(1, table.nbytes // max(table.num_rows, 1))
-    rows = int(min(RUN_BATCH_ROWS, max(16, MERGE_WINDOW_BYTES // per_row)))
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-        w.write_table(table, max_chunksize=rows)
+        w.write_table(table, max_chunksize=_window_rows(table))
 
 
 def _run_batches(path: str) -> Iterator[pa.Table]:
@@ -109,9 +113,7 @@ def _merge_to_file(paths: list[str], out: str) -> None:
             if writer is None:
                 sink = pa.OSFile(out, "wb")
                 writer = pa.ipc.new_file(sink, table.schema)
-            per_row = max(1, table.nbytes // max(table.num_rows, 1))
-            writer.write_table(table, max_chunksize=int(min(
-                RUN_BATCH_ROWS, max(16, MERGE_WINDOW_BYTES // per_row))))
+            writer.write_table(table, max_chunksize=_window_rows(table))
     finally:
         if writer is not None:
             writer.close()
