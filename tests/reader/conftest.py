@@ -49,3 +49,35 @@ def parted_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def small(small_path: str) -> fg.GroupedDataset:
     return fg.open(small_path)
+
+
+def _shift_index_row(root: str, row: int = 3) -> object:
+    """Move one index entry's first_row by one and re-hash the index in the manifest, so
+    only the reader's key check can notice; return that entry's key."""
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fedgroups.format.manifest import file_sha256
+
+    path = os.path.join(root, "index.parquet")
+    t = pq.read_table(path)
+    first = t.column("first_row").to_pylist()
+    first[row] += 1
+    t = t.set_column(t.schema.get_field_index("first_row"), "first_row",
+                     pa.array(first, pa.int64()))
+    pq.write_table(t, path)
+    manifest_path = os.path.join(root, "manifest.json")
+    with open(manifest_path) as f:
+        m = json.load(f)
+    m["index"].update(file_bytes=os.path.getsize(path), sha256=file_sha256(path))
+    with open(manifest_path, "w") as f:
+        json.dump(m, f)
+    return t.column("key")[row].as_py()
+
+
+@pytest.fixture
+def shift_index_row():
+    return _shift_index_row

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fedgroups as fg
 from fedgroups.errors import CorruptDatasetError
-from fedgroups.format.manifest import file_sha256
 from fedgroups.reader import blocks, stream
 from fedgroups.reader.stream import chunk_ranges
 
@@ -115,21 +111,11 @@ def test_big_and_split_groups_take_the_per_group_path(parted_path):
     assert sum(b.num_rows for b in big.batches(500)) == 3000
 
 
-def test_stream_detects_an_index_that_disagrees_with_the_shard(small_path, tmp_path):
+def test_stream_detects_an_index_that_disagrees_with_the_shard(small_path, tmp_path,
+                                                             shift_index_row):
     root = str(tmp_path / "ds")
     shutil.copytree(small_path, root)
-    path = os.path.join(root, "index.parquet")
-    t = pq.read_table(path)
-    first = t.column("first_row").to_pylist()
-    first[3] += 1
-    t = t.set_column(t.schema.get_field_index("first_row"), "first_row",
-                     pa.array(first, pa.int64()))
-    pq.write_table(t, path)
-    with open(os.path.join(root, "manifest.json")) as f:
-        m = json.load(f)
-    m["index"].update(file_bytes=os.path.getsize(path), sha256=file_sha256(path))
-    with open(os.path.join(root, "manifest.json"), "w") as f:
-        json.dump(m, f)
+    shift_index_row(root)
     ds = fg.open(root)
     with pytest.raises(CorruptDatasetError, match=r"shard-.*should hold exactly group"):
         for g in ds.groups(seed=0):
