@@ -75,16 +75,35 @@ def test_streamed_group_methods_match(small):
         assert list(g) == list(ref)
 
 
-def test_decode_order_changes_nothing(small):
-    # alternate chunks decode their row groups in opposite orders (threads split the work)
+def _chunk(ds, ids, preload, threads):
+    feed = blocks.RowGroupFeed(ds, ds.schema.names, threads)
+    return blocks.plan_chunk(ds, ids, ds.schema.names, preload, feed)
+
+
+@pytest.mark.parametrize("preload", [1 << 20, 200])
+def test_threads_change_nothing(small, preload):
+    # decoded on threads (tables resolved by the consumer) or at once, in this thread
     ids = np.random.default_rng(0).permutation(len(small))
-    cols = small.schema.names
-    fwd = list(blocks.load_chunk(small, ids, cols, 1 << 20))
+    now = list(_chunk(small, ids, preload, 0))
     small._shards.clear_cache()
-    rev = list(blocks.load_chunk(small, ids, cols, 1 << 20, reverse=True))
-    assert [g.key for g in fwd] == [g.key for g in rev] == small._keys_of(ids)
-    for a, b in zip(fwd, rev):
+    ahead = list(_chunk(small, ids, preload, 2))
+    assert [g.key for g in now] == [g.key for g in ahead] == small._keys_of(ids)
+    for a, b in zip(now, ahead):
         assert a.to_arrow().equals(b.to_arrow()) and list(a) == list(b)
+
+
+def test_dicts_of_a_group_kept_after_its_stream_closed(small):
+    it = small.groups(seed=4, prefetch=64)
+    kept = [next(it) for _ in range(5)]
+    it.close()  # queued decodes are cancelled; groups already handed out still read
+    fresh = fg.open(small.root)
+    for g in kept:
+        assert list(g) == list(fresh[g.key])
+
+
+def test_read_ahead_is_released(small):
+    it = small.groups(seed=0, buffer_size=8)
+    assert sum(1 for _ in it) == len(small)
 
 
 def test_streamed_batches_select_columns(small):
@@ -105,9 +124,9 @@ def test_big_and_split_groups_take_the_per_group_path(parted_path):
         assert g.to_arrow().equals(fresh[g.key].to_arrow())
         assert sum(1 for _ in g) == g.num_examples
     # a group over the preload limit stays lazy, read row group by row group
-    small_limit = blocks.load_chunk(ds, np.arange(len(ds)), ds.schema.names, 1 << 10)
+    small_limit = _chunk(ds, np.arange(len(ds)), 1 << 10, 0)
     big = [g for g in small_limit if g.key == "big"][0]
-    assert big._preloaded is None and big._slice is None
+    assert big._preloaded is None and big._rg is None
     assert sum(b.num_rows for b in big.batches(500)) == 3000
 
 

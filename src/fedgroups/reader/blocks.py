@@ -2,15 +2,18 @@
 
 A stream hands out groups one at a time, but reading them one at a time costs tens of
 microseconds of Python per group — more than decoding a 10-example group. So a stream
-reads a *chunk* (up to a thousand consecutive groups of its order, see stream.py):
+reads a *chunk* (up to a thousand consecutive groups of its order, see stream.py) on a
+prefetch thread:
 
 1. the chunk's small single-part groups are located in their row groups with numpy;
 2. each row group they touch is decoded once, with its runs of equal keys (through the
    shard cache, which later chunks share);
-3. as the consumer reaches each group, a dict lookup checks that its rows are exactly one
-   run of its key (as on the per-group path), and its Group gets the decoded row group
-   and its row range: ``batches()`` hands out a zero-copy slice;
-4. Python dicts, when the consumer asks a group for them, are made for it and the groups
+3. the whole chunk is checked at once against those runs (numpy and Arrow compute): each
+   group's rows must be exactly one run of its key, as on the per-group path. A damaged
+   index raises when the consumer reaches the first group it gets wrong;
+4. as the consumer reaches each group, its Group is made with the decoded row group and
+   its row range: ``batches()`` hands out a zero-copy slice;
+5. Python dicts, when the consumer asks a group for them, are made for it and the groups
    after it, a few thousand rows in one ``to_pylist`` (:class:`DictBlock`), and handed out
    per group, once.
 
@@ -23,21 +26,20 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from fedgroups.errors import CorruptDatasetError
-from fedgroups.reader.group import Group, Part
+from fedgroups.reader.group import Group
 from fedgroups.reader.shards import _RunBatch
 
 if TYPE_CHECKING:
     from fedgroups.reader.dataset import GroupedDataset
-
-_tuple_new = tuple.__new__
-
 
 _TAKEN: list[dict[str, Any]] = []  # marks a group whose dicts were handed out
 
@@ -56,11 +58,12 @@ class DictBlock:
     UNIT_ROWS = 4096
     ALONE_ROWS = 32
 
-    def __init__(self, batches: list[pa.RecordBatch], which: list[int], lo: list[int],
+    def __init__(self, batch_of: Callable[[int, bool], pa.RecordBatch | None], lo: list[int],
                  count: list[int]) -> None:
-        # group ``slot`` is rows lo[slot]:lo[slot]+count[slot] of batches[which[slot]]
-        self._batches, self._which, self._lo, self._count = batches, which, lo, count
-        self._rows: list[list[dict[str, Any]] | None] = [None] * len(which)
+        # group ``slot`` is rows lo[slot]:lo[slot]+count[slot] of batch_of(slot, wait)
+        # (None: a group of the per-group path, or not decoded yet and wait is False)
+        self._batch_of, self._lo, self._count = batch_of, lo, count
+        self._rows: list[list[dict[str, Any]] | None] = [None] * len(lo)
         self._lock = threading.Lock()
 
     def take(self, slot: int) -> list[dict[str, Any]] | None:
@@ -73,15 +76,19 @@ class DictBlock:
         return None if rows is _TAKEN else rows
 
     def _convert(self, slot: int) -> None:
-        count, state = self._count, self._rows
+        count, state, batch_of = self._count, self._rows, self._batch_of
         end, held = slot + 1, count[slot]
+        rgs = [batch_of(slot, True)]
         if held < self.ALONE_ROWS:  # gather the small groups that follow, not yet converted
             while (end < len(state) and state[end] is None and count[end] < self.ALONE_ROWS
                    and held + count[end] <= self.UNIT_ROWS):
+                rg = batch_of(end, False)  # never wait here for a later group's row group
+                if rg is None:
+                    break
+                rgs.append(rg)
                 held += count[end]
                 end += 1
-        pieces = [self._batches[k].slice(x, n) for k, x, n in
-                  zip(self._which[slot:end], self._lo[slot:end], count[slot:end])]
+        pieces = [rg.slice(x, n) for rg, x, n in zip(rgs, self._lo[slot:end], count[slot:end])]
         try:
             every = (pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)).to_pylist()
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # schemas differ in metadata
@@ -108,55 +115,163 @@ def _locate(ds: GroupedDataset, shard: np.ndarray, first: np.ndarray, count: np.
 
 
 class Chunk:
-    """Consecutive groups of a stream, their row groups decoded; iterating makes the Groups.
-
-    Decoding happens where the chunk is loaded, on a prefetch thread. Checking each group's
-    rows against the key runs of its row group (a dict lookup) and making its Group happen
-    as the consumer reaches it, in one pass: few Groups are alive at a time, and a damaged
-    index raises at the group it names.
-    """
+    """Consecutive groups of a stream. Its row groups are decoded by prefetch threads in
+    the order the chunk first needs them; iterating makes the Groups as the consumer
+    reaches them, each waiting only for its own row group (so the consumer starts on a
+    shuffled chunk after one decode, not after all of them)."""
 
     def __init__(self, ds: GroupedDataset, columns: list[str], keys: list[Any],
-                 where: dict[str, list[int]], runs: list[_RunBatch],
-                 others: list[Group | None]) -> None:
-        # where[name][i] for group i: which (its entry in runs, -1: in others), lo (first
-        # row in that row group), count, nbytes, nwords, shard, first (row in the shard)
-        self._ds, self._columns, self._keys, self._where = ds, columns, keys, where
-        self._runs, self._others = runs, others
-        self._block: DictBlock | None = None
-        if runs and columns == ds._columns:  # dicts of all columns: what __iter__ yields
-            mine = [i for i, k in enumerate(where["which"]) if k >= 0]
-            self._block = DictBlock([r.batch for r in runs],
-                                    *([where[n][i] for i in mine]
-                                      for n in ("which", "lo", "count")))
+                 parts: list[tuple[int, int, int]], which: list[int], feed: RowGroupFeed,
+                 uniq: list[int], runs: list[_RunBatch | Future[pa.Table]],
+                 lo: list[int], nbytes: list[int], nwords: list[int],
+                 others: dict[int, tuple[Group, Future[None] | None]], codes: list[int],
+                 ) -> None:
+        # group i: rows lo[i]:lo[i]+parts[i].num_rows of runs[which[i]] (row group
+        # uniq[which[i]] of the feed), or, where which[i] is -1, the group others[i][0]
+        # once others[i][1] (its read) is done
+        self._ds, self._columns, self._keys, self._parts = ds, columns, keys, parts
+        self._which, self._feed, self._uniq, self._runs, self._lo = which, feed, uniq, runs, lo
+        self._nbytes, self._nwords, self._others = nbytes, nwords, others
+        self.codes = codes  # the row groups it needs (shard << 32 | row group)
+        self._dicts: DictBlock | None = None
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._keys)
 
+    def _run(self, k: int) -> _RunBatch:
+        rb = self._runs[k]
+        if not isinstance(rb, _RunBatch):
+            rb = self._runs[k] = self._feed.resolve(self._uniq[k], rb)
+        return rb
+
+    def _batch_of(self, slot: int, wait: bool) -> pa.RecordBatch | None:
+        k = self._which[slot]
+        if k < 0:
+            return None
+        rb = self._runs[k]
+        if isinstance(rb, _RunBatch):
+            return rb.batch
+        ready = rb.done() and not rb.cancelled()  # cancelled: the stream was closed
+        return self._run(k).batch if wait or ready else None
+
+    def take(self, slot: int) -> list[dict[str, Any]] | None:
+        """Group ``slot``'s rows as dicts, once (see :class:`DictBlock`)."""
+        if self._dicts is None:
+            with self._lock:
+                if self._dicts is None:
+                    count = [p[2] for p in self._parts]
+                    self._dicts = DictBlock(self._batch_of, self._lo, count)
+        return self._dicts.take(slot)
+
     def __iter__(self) -> Iterator[Group]:
-        ds, columns, runs, block = self._ds, self._columns, self._runs, self._block
+        # Group slots are set here directly: a stream makes tens of thousands of groups a
+        # second, and Group.__init__'s general case would cost more than the rest together
+        ds, columns, runs, others = self._ds, self._columns, self._runs, self._others
         schema, names, shards = ds.schema, ds._columns, ds._shards
-        w = self._where
-        slot = 0
-        for key, k, x, n, nb, nw, sh, fr, other in zip(
-                self._keys, w["which"], w["lo"], w["count"], w["nbytes"], w["nwords"],
-                w["shard"], w["first"], self._others):
+        dicts = self if columns == names else None  # what Group.__iter__ yields
+        new = object.__new__
+        for slot, (key, part, k, x, nb, nw) in enumerate(zip(
+                self._keys, self._parts, self._which, self._lo, self._nbytes, self._nwords)):
             if k < 0:
-                yield other
+                g, read = others[slot]
+                if read is not None:
+                    read.result()
+                yield g
                 continue
-            rows = runs[k]
-            if rows.runs.get(x) != (x + n, key):  # exactly one run of its key, as always
+            rb = runs[k]
+            if rb.__class__ is not _RunBatch:
+                rb = self._run(k)
+            if rb.runs.get(x) != (x + part[2], key):  # exactly one run of its key, as always
                 raise CorruptDatasetError(
-                    f"{shards.get(sh).path}: rows {fr}..{fr + n} should hold exactly group "
-                    f"{key!r}; the index and shard disagree — rebuild the dataset")
-            yield Group._loaded(key, _tuple_new(Part, (sh, fr, n)), nb, nw, shards, schema,
-                                names, (rows.batch, x, n), columns, block, slot)
-            slot += 1
+                    f"{shards.get(part[0]).path}: rows {part[1]}..{part[1] + part[2]} should "
+                    f"hold exactly group {key!r}; the index and shard disagree — rebuild the "
+                    "dataset")
+            g = new(Group)
+            g.key, g._parts, g.num_examples = key, part, part[2]
+            g.num_bytes = g._total_bytes = nb
+            g.num_words = g._total_words = nw
+            g.schema, g._columns, g._shards, g._rows = schema, names, shards, None
+            g._preloaded, g._preloaded_cols, g._rg, g._lo = None, columns, rb.batch, x
+            g._block, g._slot = dicts, slot
+            yield g
 
 
-def load_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str],
-               preload_bytes: int, *, reverse: bool = False) -> Chunk:
-    """The groups ``ids`` (in this order), small ones decoded per row group."""
+class RowGroupFeed:
+    """Row groups queued for decoding on a thread pool (``num_threads`` 0: decoded at
+    once, in the caller's thread), each once while some planned chunk needs it.
+
+    A thread only decodes (:meth:`ShardCache.read_table`: one call that releases the GIL);
+    finding the key runs takes many short calls and happens in the consumer, which holds
+    the GIL anyway (:meth:`resolve`). A thread that needed the GIL back after each of them
+    would wait up to the interpreter's switch interval (5 ms) every time.
+    ``held_bytes`` (their uncompressed size) tells the stream how far ahead it has planned:
+    the memory that read-ahead costs.
+    """
+
+    def __init__(self, ds: GroupedDataset, columns: list[str], num_threads: int) -> None:
+        self._shards, self._cols = ds._shards, tuple(columns)
+        self._pool = ThreadPoolExecutor(num_threads, "fedgroups-prefetch") \
+            if num_threads else None
+        self._held: dict[int, list[Any]] = {}  # code -> [_RunBatch or future, users, bytes]
+        self.held_bytes = 0
+
+    def get(self, code: int) -> _RunBatch | Future[pa.Table]:
+        """Row group ``code`` (shard << 32 | row group): decoded, or a future of its
+        table (then :meth:`resolve` it)."""
+        entry = self._held.get(code)
+        if entry is None:
+            s, r = code >> 32, code & 0xFFFFFFFF
+            rb: _RunBatch | Future[pa.Table] | None = self._shards.cached_run_batch(
+                s, r, self._cols)
+            if rb is None:
+                if self._pool is None:
+                    rb = self._shards.run_batch(s, r, self._cols)
+                else:
+                    rb = self._pool.submit(self._shards.read_table, s, r, self._cols)
+            size = self._shards.row_group_bytes(s)[r]
+            entry = self._held[code] = [rb, 0, size]
+            self.held_bytes += size
+        entry[1] += 1
+        return entry[0]
+
+    def resolve(self, code: int, table: Future[pa.Table]) -> _RunBatch:
+        """Row group ``code`` decoded from ``table`` (what :meth:`get` gave), waiting for
+        its thread if need be; once per row group while it is held."""
+        entry = self._held.get(code)
+        if entry is not None and isinstance(entry[0], _RunBatch):
+            return entry[0]
+        rb = self._shards.run_batch(code >> 32, code & 0xFFFFFFFF, self._cols, table.result())
+        if entry is not None:
+            entry[0] = rb
+        return rb
+
+    def submit(self, fn: Callable[[], None]) -> Future[None] | None:
+        """Run ``fn`` on the pool (None: it ran now)."""
+        if self._pool is None:
+            fn()
+            return None
+        return self._pool.submit(fn)
+
+    def release(self, codes: list[int]) -> None:
+        """A chunk that needed these row groups is done with them."""
+        for code in codes:
+            entry = self._held[code]
+            entry[1] -= 1
+            if not entry[1]:
+                del self._held[code]
+                self.held_bytes -= entry[2]
+
+    def close(self) -> None:
+        self._held.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_bytes: int,
+               feed: RowGroupFeed) -> Chunk:
+    """The groups ``ids`` (in this order): the row groups their small ones lie in are
+    queued on ``feed`` in the order the chunk first needs them."""
     a = ds._a
     keys = ds._keys_of(ids)
     part0 = a.starts[ids]
@@ -164,24 +279,25 @@ def load_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str],
     shard, first, count = a.part_shard[part0], a.part_first[part0], a.part_rows[part0]
     eligible = (a.stops[ids] - part0 == 1) & (nbytes <= preload_bytes)
     rg, lo = _locate(ds, shard, first, count, eligible)
-    # decode each row group the chunk touches once; which[i]: group i's entry in runs
     which = np.full(len(ids), -1, np.int64)
     blocked = rg >= 0
-    runs: list[_RunBatch] = []
+    codes: list[int] = []
+    runs: list[_RunBatch | Future[pa.Table]] = []
+    uniq_codes: list[int] = []
     if blocked.any():
-        uniq, which[blocked] = np.unique((shard[blocked] << 32) + rg[blocked],
-                                         return_inverse=True)
-        cols = tuple(columns)
-        todo = uniq.tolist()
-        if reverse:  # decode in the other order than the neighbouring chunks (see stream.py)
-            todo.reverse()
-        got = {c: ds._shards.run_batch(c >> 32, c & 0xFFFFFFFF, cols) for c in todo}
-        runs = [got[c] for c in uniq.tolist()]
-    others: list[Group | None] = [None] * len(ids)
+        uniq, at, which[blocked] = np.unique((shard[blocked] << 32) + rg[blocked],
+                                             return_index=True, return_inverse=True)
+        codes = uniq[np.argsort(at, kind="stable")].tolist()  # in order of first need
+        found = {c: feed.get(c) for c in codes}
+        uniq_codes = uniq.tolist()
+        runs = [found[c] for c in uniq_codes]
+    others: dict[int, tuple[Group, Future[None] | None]] = {}
     for i in np.flatnonzero(~blocked).tolist():  # several parts or row groups, or big
-        g = others[i] = ds._group_at(int(ids[i]), keys[i])
-        if nbytes[i] <= preload_bytes:
-            g._preload(columns)  # the per-group path (checked as it reads)
-    where = {"which": which, "lo": lo, "count": count, "nbytes": nbytes,
-             "nwords": a.words[ids], "shard": shard, "first": first}
-    return Chunk(ds, columns, keys, {n: v.tolist() for n, v in where.items()}, runs, others)
+        g = ds._group_at(int(ids[i]), keys[i])
+        read = None
+        if nbytes[i] <= preload_bytes:  # the per-group path (checked as it reads)
+            read = feed.submit(partial(g._preload, columns))
+        others[i] = (g, read)
+    parts = list(zip(shard.tolist(), first.tolist(), count.tolist()))  # see Group.parts
+    return Chunk(ds, columns, keys, parts, which.tolist(), feed, uniq_codes, runs, lo.tolist(),
+                 nbytes.tolist(), a.words[ids].tolist(), others, codes)

@@ -42,9 +42,6 @@ def _concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
-_new = object.__new__
-
-
 class Group:
     """One group: its key, its sizes, and lazy access to its examples.
 
@@ -55,15 +52,15 @@ class Group:
 
     # slots: a stream makes tens of thousands of groups a second (cheaper to make, and
     # no per-group dict for the garbage collector to walk)
-    __slots__ = ("_block", "_columns", "_parts", "_preloaded", "_preloaded_cols", "_rows",
-                 "_shards", "_slice", "_slot", "_total_bytes", "_total_words", "key",
+    __slots__ = ("_block", "_columns", "_lo", "_parts", "_preloaded", "_preloaded_cols", "_rg",
+                 "_rows", "_shards", "_slot", "_total_bytes", "_total_words", "key",
                  "num_bytes", "num_examples", "num_words", "schema")
 
     def __init__(self, key: Key, parts: list[Part], num_bytes: int, num_words: int,
                  shards: ShardCache, schema: pa.Schema, *, rows: np.ndarray | None = None,
                  ) -> None:
         self.key = key
-        self._parts: list[Part] | Part = parts
+        self._parts: list[Part] | tuple[int, int, int] = parts
         if rows is None:
             self.num_examples = parts[0].num_rows if len(parts) == 1 else \
                 sum(p.num_rows for p in parts)
@@ -80,40 +77,23 @@ class Group:
         self._rows = rows
         self._preloaded: list[pa.RecordBatch] | None = None
         self._preloaded_cols: list[str] = []
-        self._slice: tuple[pa.RecordBatch, int, int] | None = None  # (row group, first, n)
+        # a streamed group's rows: _lo:_lo+num_examples of the decoded row group _rg
+        self._rg: pa.RecordBatch | None = None
+        self._lo = 0
         self._block: RowSource | None = None  # the same rows as dicts, made per block
         self._slot = 0
-
-    @classmethod
-    def _loaded(cls, key: Key, part: Part, num_bytes: int, num_words: int, shards: ShardCache,
-                schema: pa.Schema, names: list[str], rows: tuple[pa.RecordBatch, int, int],
-                columns: list[str], block: RowSource | None, slot: int) -> Group:
-        """A whole single-part group already read: rows ``rows[1]:rows[1]+rows[2]`` of the
-        decoded row group ``rows[0]`` (its ``columns``), cut only when asked for.
-
-        A stream makes tens of thousands of these a second, so this skips ``__init__``'s
-        general case and allocates little; ``names`` is the dataset's column list (shared).
-        """
-        g = _new(cls)
-        g.key, g._parts, g.num_examples = key, part, part.num_rows
-        g.num_bytes = g._total_bytes = num_bytes
-        g.num_words = g._total_words = num_words
-        g.schema, g._columns, g._shards, g._rows = schema, names, shards, None
-        g._preloaded, g._preloaded_cols, g._slice = None, columns, rows
-        g._block, g._slot = block, slot
-        return g
 
     @property
     def parts(self) -> list[Part]:
         """Where the group's rows are: (shard, first row, rows) per part, in order."""
         p = self._parts
-        return [p] if isinstance(p, Part) else p
+        return p if isinstance(p, list) else [Part(*p)]  # a streamed group's (s, f, n)
 
     def _pre(self) -> list[pa.RecordBatch] | None:
         """The rows the stream read ahead (``_preloaded_cols`` of them), if any."""
-        s = self._slice
-        if s is not None:
-            return [s[0].slice(s[1], s[2])]  # zero-copy; not kept, so nothing to free
+        rg = self._rg
+        if rg is not None:
+            return [rg.slice(self._lo, self.num_examples)]  # zero-copy; not kept
         return self._preloaded
 
     def __repr__(self) -> str:
@@ -174,10 +154,10 @@ class Group:
         """Record batches of exactly ``batch_size`` rows (the last may be shorter)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        s = self._slice
-        if (s is not None and s[2] <= batch_size and self._rows is None
+        rg = self._rg
+        if (rg is not None and self.num_examples <= batch_size and self._rows is None
                 and self._preloaded_cols == (self._columns if columns is None else columns)):
-            return iter((s[0].slice(s[1], s[2]),))  # a streamed group: one zero-copy slice
+            return iter((rg.slice(self._lo, self.num_examples),))  # streamed: zero-copy
         pre = self._pre()
         if (pre is not None and len(pre) == 1 and self._rows is None
                 and pre[0].num_rows <= batch_size
@@ -241,3 +221,4 @@ class Group:
             g._preloaded, g._preloaded_cols = self._pre(), self._preloaded_cols
             out[name] = g
         return out
+

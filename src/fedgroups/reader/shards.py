@@ -70,7 +70,8 @@ class ShardHandle:
 
 @dataclass
 class _RunBatch:
-    """A decoded row group (one record batch) and its runs: first row -> (stop row, key)."""
+    """A decoded row group (one record batch) and its runs of equal keys: first row ->
+    (stop row, key)."""
 
     batch: pa.RecordBatch
     runs: dict[int, tuple[int, Any]]
@@ -78,17 +79,24 @@ class _RunBatch:
 
     @classmethod
     def read(cls, h: ShardHandle, rg: int, columns: tuple[str, ...]) -> _RunBatch:
-        table = h.read_row_group(rg, [*columns, KEY_COLUMN])
-        keys = table.column(KEY_COLUMN).combine_chunks()
+        return cls.from_table(h.read_row_group(rg, [*columns, KEY_COLUMN]))
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> _RunBatch:
+        """From a row group read with the key column (last)."""
+        col = table.column(KEY_COLUMN)
+        keys = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         n = len(keys)
-        starts = [0]
         if n > 1:
-            changed = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-            starts += (np.flatnonzero(np.asarray(changed)) + 1).tolist()
-        stops = [*starts[1:], n]  # a run cut by the row group's end stops at n
-        first_keys = keys.take(pa.array(starts, pa.int64())).to_pylist() if n else []
+            changed = np.asarray(pc.not_equal(keys.slice(1), keys.slice(0, n - 1)))
+            starts = np.concatenate([[0], np.flatnonzero(changed) + 1])
+        else:
+            starts = np.zeros(n, np.int64)  # n is 0 or 1
+        bounds = starts.tolist()
+        stops = [*bounds[1:], n]  # a run cut by the row group's end stops at n
+        first_keys = keys.take(starts).to_pylist() if n else []
         batch = one_batch(table.drop_columns([KEY_COLUMN]))
-        return cls(batch, dict(zip(starts, zip(stops, first_keys))), batch.nbytes)
+        return cls(batch, dict(zip(bounds, zip(stops, first_keys))), batch.nbytes)
 
 
 def one_batch(table: pa.Table) -> pa.RecordBatch:
@@ -109,6 +117,14 @@ class _RowGroupCache:
         self._loading: dict[Any, threading.Event] = {}
         self._bytes = 0
         self._lock = threading.Lock()
+
+    def peek(self, key: Any) -> Any:
+        """The cached value or None (never waits, never loads)."""
+        with self._lock:
+            table = self._tables.get(key)
+            if table is not None:
+                self._tables.move_to_end(key)
+            return table
 
     def get(self, key: Any, load: Callable[[], Any]) -> Any:
         while True:
@@ -150,7 +166,7 @@ class ShardCache:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self._checked: dict[int, tuple[str, pq.FileMetaData, np.ndarray]] = {}
+        self._checked: dict[int, tuple[str, pq.FileMetaData, np.ndarray, list[int]]] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cache = _RowGroupCache(self.cache_bytes)
@@ -175,7 +191,7 @@ class ShardCache:
             handles = self._local.handles = {}
         h = handles.get(shard)
         if h is None:
-            path, md, starts = self._check(shard)
+            path, md, starts, _ = self._check(shard)
             try:
                 f = pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
             except (OSError, pa.ArrowException) as e:
@@ -200,10 +216,24 @@ class ShardCache:
                 f"exactly group {key!r}; the index and shard disagree — rebuild the dataset")
         return [rows.batch.slice(lo, count)]
 
-    def run_batch(self, shard: int, rg: int, columns: tuple[str, ...]) -> _RunBatch:
-        """Row group ``rg`` of ``shard``, decoded (and cached) with its key runs."""
+    def run_batch(self, shard: int, rg: int, columns: tuple[str, ...],
+                  table: pa.Table | None = None) -> _RunBatch:
+        """Row group ``rg`` of ``shard``, decoded (and cached) with its key runs; from
+        ``table`` (:meth:`read_table`'s) if given and not cached meanwhile."""
         h = self.get(shard)
+        if table is not None:
+            return self._cache.get((shard, rg, columns), lambda: _RunBatch.from_table(table))
         return self._cache.get((shard, rg, columns), lambda: _RunBatch.read(h, rg, columns))
+
+    def cached_run_batch(self, shard: int, rg: int, columns: tuple[str, ...],
+                         ) -> _RunBatch | None:
+        return self._cache.peek((shard, rg, columns))
+
+    def read_table(self, shard: int, rg: int, columns: tuple[str, ...]) -> pa.Table:
+        """Row group ``rg`` of ``shard`` with the key column, uncached and unchecked: only
+        the decoding, for a thread to do (one call that releases the GIL; the rest of
+        :meth:`run_batch`'s work is many short calls, cheaper where the GIL is held)."""
+        return self.get(shard).read_row_group(rg, [*columns, KEY_COLUMN])
 
     def read_group_rows(self, shard: int, first: int, count: int, columns: list[str],
                         key: Any) -> Iterator[pa.RecordBatch]:
@@ -223,7 +253,11 @@ class ShardCache:
                     f"exactly group {key!r}; the index and shard disagree — rebuild the dataset")
             yield rows.batch.slice(lo, hi - lo)
 
-    def _check(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray]:
+    def row_group_bytes(self, shard: int) -> list[int]:
+        """Uncompressed bytes of each row group of ``shard`` (from its footer)."""
+        return self._check(shard)[3]
+
+    def _check(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int]]:
         found = self._checked.get(shard)
         if found is not None:
             return found
@@ -232,7 +266,7 @@ class ShardCache:
             self._checked[shard] = found
         return found
 
-    def _open_checked(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray]:
+    def _open_checked(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int]]:
         if not 0 <= shard < len(self.shards):
             raise CorruptDatasetError(
                 f"{self.root}: the index names shard {shard} but the manifest lists "
@@ -254,6 +288,6 @@ class ShardCache:
         if md.num_rows != info["num_rows"]:
             raise CorruptDatasetError(
                 f"{path}: has {md.num_rows} rows but the manifest says {info['num_rows']}")
-        counts = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
-        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return path, md, starts
+        groups = [md.row_group(i) for i in range(md.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum([g.num_rows for g in groups])]).astype(np.int64)
+        return path, md, starts, [g.total_byte_size for g in groups]

@@ -9,7 +9,7 @@ uninterrupted stream.
 from __future__ import annotations
 
 import hashlib
-import itertools
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedgroups.errors import SettingError
-from fedgroups.reader.blocks import Chunk, load_chunk
+from fedgroups.reader.blocks import Chunk, RowGroupFeed, plan_chunk
 from fedgroups.reader.order import slot_order
-from fedgroups.reader.prefetch import prefetch_map
 
 if TYPE_CHECKING:
     from fedgroups.reader.dataset import Group, GroupedDataset
@@ -33,6 +32,12 @@ PRELOAD_BYTES = 8 << 20
 CHUNK_GROUPS = 1024
 CHUNK_BYTES = 8 << 20
 FIRST_CHUNK_GROUPS = 32
+# With threads, chunks are planned (their row groups queued for decoding) ahead of the
+# consumer while the row groups they hold stay under this many bytes (and MAX_PLANNED
+# chunks), up to PLAN_PER_CHUNK chunks each time it finishes one.
+READ_AHEAD_BYTES = 128 << 20
+MAX_PLANNED = 64
+PLAN_PER_CHUNK = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,22 +156,48 @@ class GroupStream:
         self._selection = selection
         self._ds = ds
         self._columns = ds._check_columns(columns)
-        if prefetch < 0:
-            raise SettingError(f"prefetch must be >= 0, got {prefetch}")
+        if prefetch < 0 or num_threads < 0:
+            raise SettingError(f"prefetch and num_threads must be >= 0, got {prefetch} and "
+                               f"{num_threads}")
         rest = order[position:]
-        # threads load chunks of groups (one task per group would cost more than it
-        # saves), at least one chunk per thread in flight so each has row groups to decode
-        ahead = max(-(-prefetch // CHUNK_GROUPS), num_threads) if prefetch else 0
         chunks = chunk_ranges(ds._a.bytes[rest], CHUNK_GROUPS, CHUNK_BYTES, PRELOAD_BYTES)
-        # alternate chunks decode their row groups in opposite orders: the first chunks of
-        # a shuffled stream touch the same row groups, and threads then split the work
-        self._loaded = loaded = prefetch_map(
-            self._load, ((rest[lo:hi], i % 2 == 1) for i, (lo, hi) in enumerate(chunks)),
-            ahead=ahead, num_threads=num_threads)
-        self._it = itertools.chain.from_iterable(loaded)  # each chunk makes its groups
+        threads = num_threads if prefetch else 0
+        # a shuffle window's groups share row groups, so the consumer needs all of a
+        # window's row groups early and then none for a while: look a window ahead
+        lookahead = max(prefetch, settings.buffer_size if settings.shuffle else 0)
+        self._it = self._groups(rest, chunks, lookahead, threads)
 
-    def _load(self, task: tuple[np.ndarray, bool]) -> Chunk:
-        return load_chunk(self._ds, task[0], self._columns, PRELOAD_BYTES, reverse=task[1])
+    def _groups(self, rest: np.ndarray, chunks: Iterator[tuple[int, int]], lookahead: int,
+                num_threads: int) -> Iterator[Group]:
+        """Plan chunks (queue their row groups for decoding) up to ``lookahead`` groups
+        ahead of the consumer, while the row groups they hold stay under READ_AHEAD_BYTES,
+        a few chunks at a time between the chunks it hands out (the first chunks are
+        short, so the consumer starts soon). Without threads: one chunk at a time."""
+        feed = RowGroupFeed(self._ds, self._columns, num_threads)
+        planned: deque[Chunk] = deque()
+        ahead = 0  # groups in planned chunks
+        budget = 2  # chunks to plan before handing out the next
+        try:
+            while True:
+                while not planned or num_threads and budget > 0 and ahead < lookahead and (
+                        feed.held_bytes < READ_AHEAD_BYTES and len(planned) < MAX_PLANNED):
+                    span = next(chunks, None)
+                    if span is None:
+                        break
+                    planned.append(plan_chunk(self._ds, rest[span[0]:span[1]], self._columns,
+                                              PRELOAD_BYTES, feed))
+                    ahead += span[1] - span[0]
+                    budget -= 1
+                if not planned:
+                    return
+                chunk = planned.popleft()
+                ahead -= len(chunk)
+                yield from chunk
+                feed.release(chunk.codes)
+                budget = PLAN_PER_CHUNK
+        finally:
+            planned.clear()
+            feed.close()
 
     def __iter__(self) -> GroupStream:
         return self
@@ -193,7 +224,7 @@ class GroupStream:
                 "selection": self._selection, "position": self.position}
 
     def close(self) -> None:
-        self._loaded.close()
+        self._it.close()
 
     def __repr__(self) -> str:
         s = self.settings
