@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import fedgroups as fg
 from fedgroups.errors import CorruptDatasetError
-from fedgroups.reader import blocks, stream
+from fedgroups.reader import blocks, readahead, stream
+from fedgroups.reader.readahead import RowGroupFeed
 from fedgroups.reader.stream import chunk_ranges
 
 
@@ -76,7 +77,7 @@ def test_streamed_group_methods_match(small):
 
 
 def _chunk(ds, ids, preload, threads):
-    feed = blocks.RowGroupFeed(ds, ds.schema.names, threads)
+    feed = RowGroupFeed(ds, ds.schema.names, read_ahead=threads)
     return blocks.plan_chunk(ds, ids, ds.schema.names, preload, feed)
 
 
@@ -101,9 +102,31 @@ def test_dicts_of_a_group_kept_after_its_stream_closed(small):
         assert list(g) == list(fresh[g.key])
 
 
-def test_read_ahead_is_released(small):
-    it = small.groups(seed=0, buffer_size=8)
-    assert sum(1 for _ in it) == len(small)
+def test_tiny_read_ahead_limits_change_nothing(small, monkeypatch):
+    expect = [(g.key, g.to_arrow()) for g in small.groups(seed=5, buffer_size=50)]
+    monkeypatch.setattr(readahead, "READ_AHEAD_BYTES", 1)  # one scan of one row group
+    monkeypatch.setattr(readahead, "SEGMENT_BYTES", 1)
+    monkeypatch.setattr(stream, "PLAN_AHEAD_BYTES", 1)
+    monkeypatch.setattr(stream, "CHUNK_GROUPS", 7)
+    small._shards.clear_cache()
+    got = [(g.key, g.to_arrow()) for g in small.groups(seed=5, buffer_size=50)]
+    assert [k for k, _ in got] == [k for k, _ in expect]
+    assert all(a.equals(b) for (_, a), (_, b) in zip(got, expect))
+
+
+def test_read_ahead_holds_only_what_planned_chunks_need(small):
+    feed = RowGroupFeed(small, small.schema.names, read_ahead=2)
+    ids = np.random.default_rng(1).permutation(len(small))
+    spans = [ids[i:i + 40] for i in range(0, len(ids), 40)]
+    chunks = [blocks.plan_chunk(small, part, small.schema.names, 1 << 20, feed)
+              for part in spans]
+    assert feed.held_bytes > 0
+    for part, c in zip(spans, chunks):
+        got = [(g.key, g.to_arrow().num_rows) for g in c]
+        assert got == list(zip(small._keys_of(part), small._a.sizes[part].tolist()))
+        feed.release(c.codes)
+    assert feed.held_bytes == 0 and not feed._held
+    feed.close()
 
 
 def test_streamed_batches_select_columns(small):
@@ -136,7 +159,7 @@ def test_stream_detects_an_index_that_disagrees_with_the_shard(small_path, tmp_p
     shutil.copytree(small_path, root)
     shift_index_row(root)
     ds = fg.open(root)
-    with pytest.raises(CorruptDatasetError, match=r"shard-.*should hold exactly group"):
+    with pytest.raises(CorruptDatasetError, match=r"shard-.*should hold exactly"):
         for g in ds.groups(seed=0):
             list(g.batches(100))
 

@@ -1,25 +1,23 @@
-"""Block-level reads for streams: a chunk of groups read row group by row group, at once.
+"""Block-level reads for streams: a chunk of groups served from whole decoded row groups.
 
 A stream hands out groups one at a time, but reading them one at a time costs tens of
 microseconds of Python per group — more than decoding a 10-example group. So a stream
-reads a *chunk* (up to a thousand consecutive groups of its order, see stream.py) on a
-prefetch thread:
+plans a *chunk* (up to a thousand consecutive groups of its order, see stream.py):
 
-1. the chunk's small single-part groups are located in their row groups with numpy;
-2. each row group they touch is decoded once, with its runs of equal keys (through the
-   shard cache, which later chunks share);
-3. the whole chunk is checked at once against those runs (numpy and Arrow compute): each
-   group's rows must be exactly one run of its key, as on the per-group path. A damaged
-   index raises when the consumer reaches the first group it gets wrong;
-4. as the consumer reaches each group, its Group is made with the decoded row group and
-   its row range: ``batches()`` hands out a zero-copy slice;
-5. Python dicts, when the consumer asks a group for them, are made for it and the groups
+1. the chunk's small single-part groups are located in their row groups with numpy, and
+   the row groups all its small groups need are handed to the read-ahead feed
+   (readahead.py) in the order the chunk first needs them;
+2. as the consumer reaches each group, its row group is taken from the feed (waiting for
+   it only if Arrow has not decoded it yet; the feed checks every row of it against the
+   index once) and its Group is made with the row group and its row range:
+   ``batches()`` hands out a zero-copy slice;
+3. Python dicts, when the consumer asks a group for them, are made for it and the groups
    after it, a few thousand rows in one ``to_pylist`` (:class:`DictBlock`), and handed out
    per group, once.
 
-Everything else — groups in several parts, groups crossing a row group boundary, and
-groups larger than ``preload_bytes`` — takes the per-group path, so a group larger than
-RAM is still read one row group at a time as the consumer iterates it.
+Groups in several parts or crossing a row group boundary are read whole, once their row
+groups are in the shard cache. Groups larger than ``preload_bytes`` stay lazy, so a group
+larger than RAM is still read one row group at a time as the consumer iterates it.
 """
 
 from __future__ import annotations
@@ -27,15 +25,13 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from fedgroups.errors import CorruptDatasetError
 from fedgroups.reader.group import Group
+from fedgroups.reader.readahead import RowGroupFeed
 from fedgroups.reader.shards import _RunBatch
 
 if TYPE_CHECKING:
@@ -115,22 +111,21 @@ def _locate(ds: GroupedDataset, shard: np.ndarray, first: np.ndarray, count: np.
 
 
 class Chunk:
-    """Consecutive groups of a stream. Its row groups are decoded by prefetch threads in
-    the order the chunk first needs them; iterating makes the Groups as the consumer
+    """Consecutive groups of a stream, planned. Iterating makes the Groups as the consumer
     reaches them, each waiting only for its own row group (so the consumer starts on a
     shuffled chunk after one decode, not after all of them)."""
 
     def __init__(self, ds: GroupedDataset, columns: list[str], keys: list[Any],
                  parts: list[tuple[int, int, int]], which: list[int], feed: RowGroupFeed,
-                 uniq: list[int], runs: list[_RunBatch | Future[pa.Table]],
-                 lo: list[int], nbytes: list[int], nwords: list[int],
-                 others: dict[int, tuple[Group, Future[None] | None]], codes: list[int],
+                 uniq: list[int], lo: list[int], nbytes: list[int], nwords: list[int],
+                 others: dict[int, tuple[Group, list[int] | None]], codes: list[int],
                  ) -> None:
-        # group i: rows lo[i]:lo[i]+parts[i].num_rows of runs[which[i]] (row group
-        # uniq[which[i]] of the feed), or, where which[i] is -1, the group others[i][0]
-        # once others[i][1] (its read) is done
+        # group i: rows lo[i]:lo[i]+parts[i].num_rows of row group uniq[which[i]] (decoded
+        # into runs[which[i]] when first reached), or, where which[i] is -1, the group
+        # others[i][0], read whole (from row groups others[i][1]) when reached
         self._ds, self._columns, self._keys, self._parts = ds, columns, keys, parts
-        self._which, self._feed, self._uniq, self._runs, self._lo = which, feed, uniq, runs, lo
+        self._which, self._feed, self._uniq, self._lo = which, feed, uniq, lo
+        self._runs: list[_RunBatch | None] = [None] * len(uniq)
         self._nbytes, self._nwords, self._others = nbytes, nwords, others
         self.codes = codes  # the row groups it needs (shard << 32 | row group)
         self._dicts: DictBlock | None = None
@@ -141,19 +136,18 @@ class Chunk:
 
     def _run(self, k: int) -> _RunBatch:
         rb = self._runs[k]
-        if not isinstance(rb, _RunBatch):
-            rb = self._runs[k] = self._feed.resolve(self._uniq[k], rb)
+        if rb is None:
+            rb = self._runs[k] = self._feed.resolve(self._uniq[k])
         return rb
 
     def _batch_of(self, slot: int, wait: bool) -> pa.RecordBatch | None:
         k = self._which[slot]
         if k < 0:
             return None
-        rb = self._runs[k]
-        if isinstance(rb, _RunBatch):
-            return rb.batch
-        ready = rb.done() and not rb.cancelled()  # cancelled: the stream was closed
-        return self._run(k).batch if wait or ready else None
+        rb = self._runs[k] or self._feed.peek(self._uniq[k])
+        if rb is None and wait:
+            rb = self._run(k)
+        return None if rb is None else rb.batch
 
     def take(self, slot: int) -> list[dict[str, Any]] | None:
         """Group ``slot``'s rows as dicts, once (see :class:`DictBlock`)."""
@@ -174,19 +168,16 @@ class Chunk:
         for slot, (key, part, k, x, nb, nw) in enumerate(zip(
                 self._keys, self._parts, self._which, self._lo, self._nbytes, self._nwords)):
             if k < 0:
-                g, read = others[slot]
-                if read is not None:
-                    read.result()
+                g, needs = others[slot]
+                if needs is not None:  # its row groups into the shard cache, then read it
+                    for code in needs:
+                        self._feed.resolve(code)
+                    g._preload(columns)
                 yield g
                 continue
             rb = runs[k]
-            if rb.__class__ is not _RunBatch:
+            if rb is None:
                 rb = self._run(k)
-            if rb.runs.get(x) != (x + part[2], key):  # exactly one run of its key, as always
-                raise CorruptDatasetError(
-                    f"{shards.get(part[0]).path}: rows {part[1]}..{part[1] + part[2]} should "
-                    f"hold exactly group {key!r}; the index and shard disagree — rebuild the "
-                    "dataset")
             g = new(Group)
             g.key, g._parts, g.num_examples = key, part, part[2]
             g.num_bytes = g._total_bytes = nb
@@ -197,81 +188,11 @@ class Chunk:
             yield g
 
 
-class RowGroupFeed:
-    """Row groups queued for decoding on a thread pool (``num_threads`` 0: decoded at
-    once, in the caller's thread), each once while some planned chunk needs it.
-
-    A thread only decodes (:meth:`ShardCache.read_table`: one call that releases the GIL);
-    finding the key runs takes many short calls and happens in the consumer, which holds
-    the GIL anyway (:meth:`resolve`). A thread that needed the GIL back after each of them
-    would wait up to the interpreter's switch interval (5 ms) every time.
-    ``held_bytes`` (their uncompressed size) tells the stream how far ahead it has planned:
-    the memory that read-ahead costs.
-    """
-
-    def __init__(self, ds: GroupedDataset, columns: list[str], num_threads: int) -> None:
-        self._shards, self._cols = ds._shards, tuple(columns)
-        self._pool = ThreadPoolExecutor(num_threads, "fedgroups-prefetch") \
-            if num_threads else None
-        self._held: dict[int, list[Any]] = {}  # code -> [_RunBatch or future, users, bytes]
-        self.held_bytes = 0
-
-    def get(self, code: int) -> _RunBatch | Future[pa.Table]:
-        """Row group ``code`` (shard << 32 | row group): decoded, or a future of its
-        table (then :meth:`resolve` it)."""
-        entry = self._held.get(code)
-        if entry is None:
-            s, r = code >> 32, code & 0xFFFFFFFF
-            rb: _RunBatch | Future[pa.Table] | None = self._shards.cached_run_batch(
-                s, r, self._cols)
-            if rb is None:
-                if self._pool is None:
-                    rb = self._shards.run_batch(s, r, self._cols)
-                else:
-                    rb = self._pool.submit(self._shards.read_table, s, r, self._cols)
-            size = self._shards.row_group_bytes(s)[r]
-            entry = self._held[code] = [rb, 0, size]
-            self.held_bytes += size
-        entry[1] += 1
-        return entry[0]
-
-    def resolve(self, code: int, table: Future[pa.Table]) -> _RunBatch:
-        """Row group ``code`` decoded from ``table`` (what :meth:`get` gave), waiting for
-        its thread if need be; once per row group while it is held."""
-        entry = self._held.get(code)
-        if entry is not None and isinstance(entry[0], _RunBatch):
-            return entry[0]
-        rb = self._shards.run_batch(code >> 32, code & 0xFFFFFFFF, self._cols, table.result())
-        if entry is not None:
-            entry[0] = rb
-        return rb
-
-    def submit(self, fn: Callable[[], None]) -> Future[None] | None:
-        """Run ``fn`` on the pool (None: it ran now)."""
-        if self._pool is None:
-            fn()
-            return None
-        return self._pool.submit(fn)
-
-    def release(self, codes: list[int]) -> None:
-        """A chunk that needed these row groups is done with them."""
-        for code in codes:
-            entry = self._held[code]
-            entry[1] -= 1
-            if not entry[1]:
-                del self._held[code]
-                self.held_bytes -= entry[2]
-
-    def close(self) -> None:
-        self._held.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_bytes: int,
                feed: RowGroupFeed) -> Chunk:
-    """The groups ``ids`` (in this order): the row groups their small ones lie in are
-    queued on ``feed`` in the order the chunk first needs them."""
+    """The groups ``ids`` (in this order), the row groups they need told to ``feed`` in the
+    order the chunk first needs them. Groups over ``preload_bytes`` need none: they stay
+    lazy and are read row group by row group as the consumer iterates them."""
     a = ds._a
     keys = ds._keys_of(ids)
     part0 = a.starts[ids]
@@ -281,23 +202,30 @@ def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_
     rg, lo = _locate(ds, shard, first, count, eligible)
     which = np.full(len(ids), -1, np.int64)
     blocked = rg >= 0
-    codes: list[int] = []
-    runs: list[_RunBatch | Future[pa.Table]] = []
-    uniq_codes: list[int] = []
+    code = (shard << 32) + rg
+    uniq = np.zeros(0, np.int64)
     if blocked.any():
-        uniq, at, which[blocked] = np.unique((shard[blocked] << 32) + rg[blocked],
-                                             return_index=True, return_inverse=True)
-        codes = uniq[np.argsort(at, kind="stable")].tolist()  # in order of first need
-        found = {c: feed.get(c) for c in codes}
-        uniq_codes = uniq.tolist()
-        runs = [found[c] for c in uniq_codes]
-    others: dict[int, tuple[Group, Future[None] | None]] = {}
-    for i in np.flatnonzero(~blocked).tolist():  # several parts or row groups, or big
+        uniq, which[blocked] = np.unique(code[blocked], return_inverse=True)
+    # row groups of the other small groups (crossing a row group boundary, or in parts)
+    others: dict[int, tuple[Group, list[int] | None]] = {}
+    at, extra = [np.flatnonzero(blocked)], [code[blocked]]
+    for i in np.flatnonzero(~blocked).tolist():
         g = ds._group_at(int(ids[i]), keys[i])
-        read = None
-        if nbytes[i] <= preload_bytes:  # the per-group path (checked as it reads)
-            read = feed.submit(partial(g._preload, columns))
-        others[i] = (g, read)
+        needs = None
+        if nbytes[i] <= preload_bytes:
+            needs = [(p.shard << 32) + r for p in g.parts for r, _, _ in
+                     ds._shards.get(p.shard).row_group_slices(p.first_row, p.num_rows)]
+            at.append(np.full(len(needs), i))
+            extra.append(np.asarray(needs, np.int64))
+        others[i] = (g, needs)
+    pos, every = np.concatenate(at), np.concatenate(extra)
+    codes = []
+    if len(every):
+        distinct, first_at = np.unique(every, return_index=True)
+        codes = distinct[np.argsort(pos[first_at], kind="stable")].tolist()  # first need
+        for c in codes:
+            feed.need(c)
+        feed.start()
     parts = list(zip(shard.tolist(), first.tolist(), count.tolist()))  # see Group.parts
-    return Chunk(ds, columns, keys, parts, which.tolist(), feed, uniq_codes, runs, lo.tolist(),
+    return Chunk(ds, columns, keys, parts, which.tolist(), feed, uniq.tolist(), lo.tolist(),
                  nbytes.tolist(), a.words[ids].tolist(), others, codes)

@@ -177,9 +177,12 @@ class GroupedDataset:
         (``world_size * num_workers`` slots, rank-major), and shuffled within windows of
         ``buffer_size`` groups. Over all slots every selected group appears exactly once.
         ``min_examples``/``max_examples`` keep only groups of that many examples (bounds
-        included); ``keys`` keeps only those groups. Groups up to 8 MiB are read whole by
-        ``num_threads`` threads, about ``prefetch`` groups ahead (0: no threads); larger
-        groups stay lazy and are read one row group at a time as the caller iterates.
+        included); ``keys`` keeps only those groups. The row groups that groups up to 8 MiB
+        lie in are decoded ahead of the caller, in the order it will need them, by Arrow's
+        thread pool (``num_threads`` row groups at a time; ``prefetch`` or ``num_threads``
+        0: each when first needed, in the caller's thread), at least ``prefetch`` groups
+        and one shuffle window ahead while that holds under 128 MiB; larger groups stay
+        lazy and are read one row group at a time as the caller iterates.
         Pass ``state=it.state_dict()`` (and the same settings) to resume.
         """
         settings = StreamSettings(shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,

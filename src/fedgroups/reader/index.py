@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.manifest import file_sha256
+from fedgroups.reader.tiling import PhysicalIndex
 
 _NEAR = 200  # keys each side of a missing key searched for "did you mean"
 
@@ -77,6 +79,12 @@ class IndexArrays:
         int_keys = np.asarray(keys) if pa.types.is_integer(keys.type) else None
         return cls(starts, stops, csum[stops] - csum[starts], bsum[stops] - bsum[starts], loc,
                    wsum[stops] - wsum[starts], keys, int_keys, shard, first, rows)
+
+    @cached_property
+    def physical(self) -> PhysicalIndex:
+        """The parts in on-disk order (made on first use: streams check row groups with it)."""
+        shards = int(self.part_shard.max()) + 1 if len(self.part_shard) else 0
+        return PhysicalIndex.from_arrays(self, shards)
 
     def lower_bound(self, key: Any) -> int:
         """First group number whose key is >= ``key`` (keys are sorted)."""

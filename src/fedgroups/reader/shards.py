@@ -70,12 +70,16 @@ class ShardHandle:
 
 @dataclass
 class _RunBatch:
-    """A decoded row group (one record batch) and its runs of equal keys: first row ->
-    (stop row, key)."""
+    """A decoded row group: its rows (one record batch, without the key column) and its key
+    column. A group's rows are checked to be exactly one run of its key — by looking the
+    run up in ``runs`` (made on first use), or, once ``verified`` (the whole key column
+    checked against the index, see tiling.py), not at all."""
 
     batch: pa.RecordBatch
-    runs: dict[int, tuple[int, Any]]
+    keys: pa.Array
     nbytes: int
+    verified: bool = False
+    _runs: dict[int, tuple[int, Any]] | None = None
 
     @classmethod
     def read(cls, h: ShardHandle, rg: int, columns: tuple[str, ...]) -> _RunBatch:
@@ -83,20 +87,29 @@ class _RunBatch:
 
     @classmethod
     def from_table(cls, table: pa.Table) -> _RunBatch:
-        """From a row group read with the key column (last)."""
+        """From a row group read with the key column."""
         col = table.column(KEY_COLUMN)
         keys = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-        n = len(keys)
-        if n > 1:
-            changed = np.asarray(pc.not_equal(keys.slice(1), keys.slice(0, n - 1)))
-            starts = np.concatenate([[0], np.flatnonzero(changed) + 1])
-        else:
-            starts = np.zeros(n, np.int64)  # n is 0 or 1
-        bounds = starts.tolist()
-        stops = [*bounds[1:], n]  # a run cut by the row group's end stops at n
-        first_keys = keys.take(starts).to_pylist() if n else []
         batch = one_batch(table.drop_columns([KEY_COLUMN]))
-        return cls(batch, dict(zip(bounds, zip(stops, first_keys))), batch.nbytes)
+        return cls(batch, keys, batch.nbytes + keys.nbytes)
+
+    @property
+    def runs(self) -> dict[int, tuple[int, Any]]:
+        """First row of each run of equal keys -> (stop row, key)."""
+        if self._runs is None:  # two threads may both make it: equal dicts
+            keys, n = self.keys, len(self.keys)
+            starts = np.zeros(min(n, 1), np.int64)
+            if n > 1:
+                changed = np.asarray(pc.not_equal(keys.slice(1), keys.slice(0, n - 1)))
+                starts = np.concatenate([starts, np.flatnonzero(changed) + 1])
+            bounds = starts.tolist()
+            stops = [*bounds[1:], n]  # a run cut by the row group's end stops at n
+            self._runs = dict(zip(bounds, zip(stops, keys.take(starts).to_pylist())))
+        return self._runs
+
+    def holds(self, lo: int, hi: int, key: Any) -> bool:
+        """Are rows lo:hi exactly one run of ``key`` (up to the row group's edges)?"""
+        return self.verified or self.runs.get(lo) == (hi, key)
 
 
 def one_batch(table: pa.Table) -> pa.RecordBatch:
@@ -210,7 +223,7 @@ class ShardCache:
         cols = tuple(columns)
         rows = self._cache.get((shard, rg, cols), lambda: _RunBatch.read(h, rg, cols))
         lo = first - starts[rg]
-        if rows.runs.get(lo) != (lo + count, key):
+        if not rows.holds(lo, lo + count, key):
             raise CorruptDatasetError(
                 f"{h.path}: rows {first}..{first + count} (row group {rg}) should hold "
                 f"exactly group {key!r}; the index and shard disagree — rebuild the dataset")
@@ -247,7 +260,7 @@ class ShardCache:
             else:
                 rows = self._cache.get((shard, rg, cols),
                                        lambda h=h, rg=rg: _RunBatch.read(h, rg, cols))
-            if rows.runs.get(lo) != (hi, key):
+            if not rows.holds(lo, hi, key):
                 raise CorruptDatasetError(
                     f"{h.path}: rows {first}..{first + count} (row group {rg}) should hold "
                     f"exactly group {key!r}; the index and shard disagree — rebuild the dataset")

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedgroups.errors import SettingError
-from fedgroups.reader.blocks import Chunk, RowGroupFeed, plan_chunk
+from fedgroups.reader.blocks import Chunk, plan_chunk
 from fedgroups.reader.order import slot_order
+from fedgroups.reader.readahead import RowGroupFeed
 
 if TYPE_CHECKING:
     from fedgroups.reader.dataset import Group, GroupedDataset
@@ -35,7 +36,7 @@ FIRST_CHUNK_GROUPS = 32
 # With threads, chunks are planned (their row groups queued for decoding) ahead of the
 # consumer while the row groups they hold stay under this many bytes (and MAX_PLANNED
 # chunks), up to PLAN_PER_CHUNK chunks each time it finishes one.
-READ_AHEAD_BYTES = 128 << 20
+PLAN_AHEAD_BYTES = 128 << 20
 MAX_PLANNED = 64
 PLAN_PER_CHUNK = 4
 
@@ -170,17 +171,17 @@ class GroupStream:
     def _groups(self, rest: np.ndarray, chunks: Iterator[tuple[int, int]], lookahead: int,
                 num_threads: int) -> Iterator[Group]:
         """Plan chunks (queue their row groups for decoding) up to ``lookahead`` groups
-        ahead of the consumer, while the row groups they hold stay under READ_AHEAD_BYTES,
+        ahead of the consumer, while the row groups they hold stay under PLAN_AHEAD_BYTES,
         a few chunks at a time between the chunks it hands out (the first chunks are
         short, so the consumer starts soon). Without threads: one chunk at a time."""
-        feed = RowGroupFeed(self._ds, self._columns, num_threads)
+        feed = RowGroupFeed(self._ds, self._columns, read_ahead=num_threads)
         planned: deque[Chunk] = deque()
         ahead = 0  # groups in planned chunks
         budget = 2  # chunks to plan before handing out the next
         try:
             while True:
                 while not planned or num_threads and budget > 0 and ahead < lookahead and (
-                        feed.held_bytes < READ_AHEAD_BYTES and len(planned) < MAX_PLANNED):
+                        feed.held_bytes < PLAN_AHEAD_BYTES and len(planned) < MAX_PLANNED):
                     span = next(chunks, None)
                     if span is None:
                         break
@@ -192,20 +193,20 @@ class GroupStream:
                     return
                 chunk = planned.popleft()
                 ahead -= len(chunk)
-                yield from chunk
+                for g in chunk:
+                    self.position += 1  # before handing it out: state_dict() is right
+                    yield g
                 feed.release(chunk.codes)
                 budget = PLAN_PER_CHUNK
         finally:
             planned.clear()
             feed.close()
 
-    def __iter__(self) -> GroupStream:
-        return self
+    def __iter__(self) -> Iterator[Group]:
+        return self._it  # a for loop then skips __next__ (a call per group)
 
     def __next__(self) -> Group:
-        g = next(self._it)
-        self.position += 1
-        return g
+        return next(self._it)
 
     def __len__(self) -> int:
         """Groups in this stream's epoch (handed out or not)."""

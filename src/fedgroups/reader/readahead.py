@@ -1,0 +1,187 @@
+"""Row groups for streams: decoded ahead of the consumer, in the order it will need them.
+
+A stream plans its groups chunk by chunk (see blocks.py) and tells the feed which row
+groups each chunk needs, in first-need order. With read-ahead on, the feed hands those row
+groups to Arrow's dataset scanner in segments of a few MiB: Arrow decodes them on its own
+thread pool without the GIL — Python threads would each need the GIL back after every
+call into Arrow, and wait up to the interpreter's switch interval (5 ms) for it while the
+consumer runs Python. The consumer pulls decoded row groups in order as it reaches groups
+that need them; scans stay under ``READ_AHEAD_BYTES`` of undelivered row groups, so memory
+is bounded however far ahead the stream plans. Without read-ahead, row groups are decoded
+in the consumer's thread when first needed.
+
+Each row group is decoded once while some planned chunk holds it, and handed to the shard
+cache, where the random-access path (and later chunks) find it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.dataset as pds
+import pyarrow.fs as pfs
+
+from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.spec import KEY_COLUMN
+from fedgroups.reader.shards import ShardCache, _RunBatch
+from fedgroups.reader.tiling import check_row_group
+
+if TYPE_CHECKING:
+    from fedgroups.reader.dataset import GroupedDataset
+
+# undelivered bytes (uncompressed, from the footers) in flight across scans, and per scan
+READ_AHEAD_BYTES = 64 << 20
+SEGMENT_BYTES = 8 << 20
+_MASK = 0xFFFFFFFF
+
+
+class _Scan:
+    """One Arrow scan over some row groups (fragments), pulled in order."""
+
+    def __init__(self, shards: ShardCache, codes: list[int], columns: list[str],
+                 schema: pa.Schema, parallel: int) -> None:
+        fmt = pds.ParquetFileFormat()
+        fs = pfs.LocalFileSystem()
+        frags = [fmt.make_fragment(shards.get(c >> 32).path, filesystem=fs,
+                                   row_groups=[c & _MASK]) for c in codes]
+        dataset = pds.FileSystemDataset(frags, schema, fmt, fs)
+        options = pds.ParquetFragmentScanOptions(page_checksum_verification=True)
+        scanner = pds.Scanner.from_dataset(
+            dataset, columns=columns, batch_size=1 << 30, fragment_scan_options=options,
+            fragment_readahead=parallel, use_threads=True)
+        self.codes = deque(codes)  # not yet pulled, in order
+        self._schema = pa.schema([schema.field(c) for c in columns])
+        self._batches = iter(scanner.scan_batches())  # starts decoding in the background
+        self._pending: list[pa.RecordBatch] = []
+
+    def pull(self, shards: ShardCache) -> tuple[int, pa.Table]:
+        """The next row group's code and rows (blocks until Arrow has decoded it)."""
+        code = self.codes[0]
+        s, r = code >> 32, code & _MASK
+        starts = shards.get(s).row_group_starts
+        want = int(starts[r + 1] - starts[r])
+        got = sum(b.num_rows for b in self._pending)
+        try:
+            while got < want:
+                batch = next(self._batches).record_batch
+                self._pending.append(batch)
+                got += batch.num_rows
+        except StopIteration:
+            got = -1
+        except (OSError, pa.ArrowException) as e:
+            raise CorruptDatasetError(
+                f"{shards.get(s).path}: row group {r} cannot be read ({e}); the shard is "
+                "damaged — run `fedgroups verify` and rebuild the dataset") from e
+        if got != want:
+            raise CorruptDatasetError(
+                f"{shards.get(s).path}: row group {r} gave {got} rows, its footer says {want}; "
+                "the shard is damaged — rebuild the dataset")
+        self.codes.popleft()
+        batches, self._pending = self._pending, []
+        if not batches:  # an empty row group
+            return code, self._schema.empty_table()
+        return code, pa.Table.from_batches(batches)
+
+
+class RowGroupFeed:
+    """The row groups of a stream's planned chunks: decoded ahead, ``read_ahead`` at a time
+    (0: when first needed, in the consumer's thread). ``held_bytes``: uncompressed size of
+    the row groups held for planned chunks, what planning ahead costs in memory."""
+
+    def __init__(self, ds: GroupedDataset, columns: list[str], read_ahead: int) -> None:
+        self._shards, self._cols, self._index = ds._shards, tuple(columns), ds._a
+        self._scan_cols = [*columns, KEY_COLUMN]
+        self._read_ahead = read_ahead
+        self._held: dict[int, list[Any]] = {}  # code -> [_RunBatch or None, users, bytes]
+        self._queue: deque[int] = deque()  # needed, not decoded, not in a scan yet
+        self._scans: deque[_Scan] = deque()
+        self._in_flight = 0  # bytes given to scans and not pulled yet
+        self.held_bytes = 0
+
+    def _size(self, code: int) -> int:
+        return self._shards.row_group_bytes(code >> 32)[code & _MASK]
+
+    def need(self, code: int) -> None:
+        """A planned chunk needs row group ``code`` (shard << 32 | row group)."""
+        entry = self._held.get(code)
+        if entry is None:
+            rb = self._shards.cached_run_batch(code >> 32, code & _MASK, self._cols)
+            entry = self._held[code] = [rb, 0, self._size(code)]
+            self.held_bytes += entry[2]
+            if rb is None and self._read_ahead:
+                self._queue.append(code)
+        entry[1] += 1
+
+    def start(self) -> None:
+        """Start decoding what was needed so far (up to READ_AHEAD_BYTES in flight)."""
+        self._start_scans()
+
+    def _start_scans(self) -> None:
+        while self._queue and self._in_flight < READ_AHEAD_BYTES:
+            codes, size = [], 0
+            while self._queue and size < SEGMENT_BYTES:
+                code = self._queue.popleft()
+                entry = self._held.get(code)
+                if entry is None or entry[0] is not None:
+                    continue  # released, or decoded meanwhile
+                codes.append(code)
+                size += entry[2]
+            if codes:
+                schema = self._shards.get(codes[0] >> 32).file.schema_arrow
+                self._scans.append(_Scan(self._shards, codes, self._scan_cols, schema,
+                                         self._read_ahead))
+                self._in_flight += size
+
+    def peek(self, code: int) -> _RunBatch | None:
+        """Row group ``code`` if already decoded (never waits)."""
+        entry = self._held.get(code)
+        return entry[0] if entry is not None else None
+
+    def resolve(self, code: int) -> _RunBatch:
+        """Row group ``code`` decoded and checked against the index (every row: its groups
+        need no check of their own), pulling (and waiting for) scans up to it."""
+        entry = self._held.get(code)
+        if entry is None:  # released already (a group iterated after its chunk): read it
+            return self._checked(self._shards.run_batch(code >> 32, code & _MASK, self._cols),
+                                 code)
+        while entry[0] is None:
+            if not self._read_ahead or not self._scans:
+                entry[0] = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
+                break
+            scan = self._scans[0]
+            got, table = scan.pull(self._shards)
+            self._in_flight -= self._size(got)
+            if not scan.codes:
+                self._scans.popleft()
+            rb = self._shards.run_batch(got >> 32, got & _MASK, self._cols, table)
+            held = self._held.get(got)
+            if held is not None:
+                held[0] = rb
+            self._start_scans()
+        return self._checked(entry[0], code)
+
+    def _checked(self, rb: _RunBatch, code: int) -> _RunBatch:
+        if not rb.verified:
+            s, r = code >> 32, code & _MASK
+            h = self._shards.get(s)
+            check_row_group(self._index.physical, self._index.keys, h.path, s,
+                            int(h.row_group_starts[r]), int(h.row_group_starts[r + 1]),
+                            rb.keys)
+            rb.verified = True
+        return rb
+
+    def release(self, codes: list[int]) -> None:
+        """A chunk that needed these row groups is done with them."""
+        for code in codes:
+            entry = self._held[code]
+            entry[1] -= 1
+            if not entry[1]:
+                del self._held[code]
+                self.held_bytes -= entry[2]
+
+    def close(self) -> None:
+        self._held.clear()
+        self._queue.clear()
+        self._scans.clear()  # Arrow stops a scan when its iterator is dropped

@@ -1,0 +1,67 @@
+"""Checking a decoded row group against the index, all its rows at once.
+
+The index says where every group's rows are: (shard, first row, rows) per part. Sorted by
+position, a shard's parts must tile it — each row in exactly one part — so the index
+predicts the key of every row. A stream checks each row group it decodes against that
+prediction with one Arrow comparison, and then needs no check per group: a group's rows
+are exactly one run of its key because every row around them matched too. (Random access
+reads one group and checks its run instead: see shards.py.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fedgroups.errors import CorruptDatasetError
+
+if TYPE_CHECKING:
+    from fedgroups.reader.index import IndexArrays
+
+
+@dataclass(frozen=True)
+class PhysicalIndex:
+    """The index's parts in on-disk order: by shard, then first row."""
+
+    first: np.ndarray  # first row of each part, in order
+    stop: np.ndarray  # first row after it
+    group: np.ndarray  # group number of each part
+    shard_lo: np.ndarray  # parts of shard s are [shard_lo[s], shard_lo[s + 1])
+
+    @classmethod
+    def from_arrays(cls, a: IndexArrays, num_shards: int) -> PhysicalIndex:
+        order = np.lexsort((a.part_first, a.part_shard))
+        group = np.repeat(np.arange(len(a.starts), dtype=np.int64), a.stops - a.starts)
+        shard = a.part_shard[order]
+        lo = np.searchsorted(shard, np.arange(num_shards + 1), side="left")
+        first = a.part_first[order]
+        return cls(first, first + a.part_rows[order], group[order], lo)
+
+
+def check_row_group(phys: PhysicalIndex, index_keys: pa.Array, path: str, shard: int,
+                    start: int, stop: int, keys: pa.Array) -> None:
+    """Raise CorruptDatasetError unless ``keys`` (the key column of rows start:stop of the
+    shard) is what the index says those rows hold."""
+    lo, hi = phys.shard_lo[shard], phys.shard_lo[shard + 1]
+    first, end = phys.first[lo:hi], phys.stop[lo:hi]
+    i = int(np.searchsorted(first, start, side="right")) - 1  # the part holding row start
+    j = int(np.searchsorted(first, stop, side="left"))  # parts i..j-1 meet the rows
+    tiled = (i >= 0 and j > i and first[i] <= start and end[j - 1] >= stop
+             and bool(np.all(first[i + 1:j] == end[i:j - 1])))
+    detail = "the index's parts do not cover them exactly once"
+    if tiled:
+        lengths = np.minimum(end[i:j], stop) - np.maximum(first[i:j], start)
+        groups = np.repeat(phys.group[lo + i:lo + j], lengths)
+        expected = index_keys.take(groups).cast(keys.type)
+        if len(expected) == len(keys):
+            if expected.equals(keys):
+                return
+            row = int(np.argmax(~np.asarray(pc.equal(expected, keys).fill_null(False))))
+            detail = f"row {start + row} should hold group {expected[row].as_py()!r}"
+    raise CorruptDatasetError(
+        f"{path}: rows {start}..{stop} should hold exactly the groups the index places there "
+        f"({detail}); the index and shard disagree — rebuild the dataset")
