@@ -47,7 +47,9 @@ class _Scan:
         frags = [fmt.make_fragment(shards.get(c >> 32).path, filesystem=fs,
                                    row_groups=[c & _MASK]) for c in codes]
         dataset = pds.FileSystemDataset(frags, schema, fmt, fs)
-        options = pds.ParquetFragmentScanOptions(page_checksum_verification=True)
+        # shards are local files: pre-buffering reads would only add a copy (~10% more CPU)
+        options = pds.ParquetFragmentScanOptions(page_checksum_verification=True,
+                                                 pre_buffer=False)
         scanner = pds.Scanner.from_dataset(
             dataset, columns=columns, batch_size=1 << 30, fragment_scan_options=options,
             fragment_readahead=parallel, use_threads=True)
