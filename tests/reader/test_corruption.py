@@ -90,3 +90,22 @@ def test_altered_shard_bytes_never_give_wrong_data(copy, small_path, where):
             assert ds[key].to_arrow().equals(good[key].to_arrow()), key
     except CorruptDatasetError as e:
         assert os.path.basename(path) in str(e)
+
+
+@pytest.mark.parametrize("num_threads", [0, 2])
+@pytest.mark.parametrize("where", [0.2, 0.5, 0.8])
+def test_altered_shard_bytes_never_stream_wrong_data(copy, small_path, where, num_threads):
+    path = _shard(copy)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(int(size * where))
+        b = f.read(1)
+        f.seek(int(size * where))
+        f.write(bytes([b[0] ^ 0x5A]))
+    good = fg.open(small_path)
+    try:
+        for g in fg.open(copy).groups(seed=3, num_threads=num_threads):
+            assert g.to_arrow().equals(good[g.key].to_arrow()), g.key
+            assert list(g) == list(good[g.key]), g.key
+    except CorruptDatasetError as e:
+        assert os.path.basename(path) in str(e)

@@ -64,22 +64,26 @@ class _Scan:
         s, r = code >> 32, code & _MASK
         starts = shards.get(s).row_group_starts
         want = int(starts[r + 1] - starts[r])
+        path = shards.get(s).path
         got = sum(b.num_rows for b in self._pending)
         try:
             while got < want:
-                batch = next(self._batches).record_batch
-                self._pending.append(batch)
-                got += batch.num_rows
-        except StopIteration:
-            got = -1
+                tagged = next(self._batches, None)
+                if tagged is None:
+                    break
+                frag = tagged.fragment  # scans yield in fragment order; make sure
+                if frag.path != path or [g.id for g in frag.row_groups] != [r]:
+                    raise RuntimeError(f"scan of {path} row group {r} got {frag.path}")
+                self._pending.append(tagged.record_batch)
+                got += tagged.record_batch.num_rows
         except (OSError, pa.ArrowException) as e:
             raise CorruptDatasetError(
-                f"{shards.get(s).path}: row group {r} cannot be read ({e}); the shard is "
-                "damaged — run `fedgroups verify` and rebuild the dataset") from e
+                f"{path}: row group {r} cannot be read ({e}); the shard is damaged — run "
+                "`fedgroups verify` and rebuild the dataset") from e
         if got != want:
             raise CorruptDatasetError(
-                f"{shards.get(s).path}: row group {r} gave {got} rows, its footer says {want}; "
-                "the shard is damaged — rebuild the dataset")
+                f"{path}: row group {r} gave {got} rows, its footer says {want}; the shard is "
+                "damaged — rebuild the dataset")
         self.codes.popleft()
         batches, self._pending = self._pending, []
         if not batches:  # an empty row group
