@@ -16,6 +16,7 @@ cache, where the random-access path (and later chunks) find it.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -105,24 +106,29 @@ class RowGroupFeed:
         self._scans: deque[_Scan] = deque()
         self._in_flight = 0  # bytes given to scans and not pulled yet
         self.held_bytes = 0
+        # the stream's thread plans and pulls; a group handed to another thread may pull
+        # too (its dicts convert the groups after it)
+        self._lock = threading.RLock()
 
     def _size(self, code: int) -> int:
         return self._shards.row_group_bytes(code >> 32)[code & _MASK]
 
     def need(self, code: int) -> None:
         """A planned chunk needs row group ``code`` (shard << 32 | row group)."""
-        entry = self._held.get(code)
-        if entry is None:
-            rb = self._shards.cached_run_batch(code >> 32, code & _MASK, self._cols)
-            entry = self._held[code] = [rb, 0, self._size(code)]
-            self.held_bytes += entry[2]
-            if rb is None and self._read_ahead:
-                self._queue.append(code)
-        entry[1] += 1
+        with self._lock:
+            entry = self._held.get(code)
+            if entry is None:
+                rb = self._shards.cached_run_batch(code >> 32, code & _MASK, self._cols)
+                entry = self._held[code] = [rb, 0, self._size(code)]
+                self.held_bytes += entry[2]
+                if rb is None and self._read_ahead:
+                    self._queue.append(code)
+            entry[1] += 1
 
     def start(self) -> None:
         """Start decoding what was needed so far (up to READ_AHEAD_BYTES in flight)."""
-        self._start_scans()
+        with self._lock:
+            self._start_scans()
 
     def _start_scans(self) -> None:
         while self._queue and self._in_flight < READ_AHEAD_BYTES:
@@ -142,31 +148,33 @@ class RowGroupFeed:
 
     def peek(self, code: int) -> _RunBatch | None:
         """Row group ``code`` if already decoded (never waits)."""
-        entry = self._held.get(code)
-        return entry[0] if entry is not None else None
+        with self._lock:
+            entry = self._held.get(code)
+            return entry[0] if entry is not None else None
 
     def resolve(self, code: int) -> _RunBatch:
         """Row group ``code`` decoded and checked against the index (every row: its groups
         need no check of their own), pulling (and waiting for) scans up to it."""
-        entry = self._held.get(code)
-        if entry is None:  # released already (a group iterated after its chunk): read it
-            return self._checked(self._shards.run_batch(code >> 32, code & _MASK, self._cols),
-                                 code)
-        while entry[0] is None:
-            if not self._read_ahead or not self._scans:
-                entry[0] = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
-                break
-            scan = self._scans[0]
-            got, table = scan.pull(self._shards)
-            self._in_flight -= self._size(got)
-            if not scan.codes:
-                self._scans.popleft()
-            rb = self._shards.run_batch(got >> 32, got & _MASK, self._cols, table)
-            held = self._held.get(got)
-            if held is not None:
-                held[0] = rb
-            self._start_scans()
-        return self._checked(entry[0], code)
+        with self._lock:
+            entry = self._held.get(code)
+            if entry is None:  # released already (a group iterated after its chunk): read it
+                rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
+                return self._checked(rb, code)
+            while entry[0] is None:
+                if not self._read_ahead or not self._scans:
+                    entry[0] = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
+                    break
+                scan = self._scans[0]
+                got, table = scan.pull(self._shards)
+                self._in_flight -= self._size(got)
+                if not scan.codes:
+                    self._scans.popleft()
+                rb = self._shards.run_batch(got >> 32, got & _MASK, self._cols, table)
+                held = self._held.get(got)
+                if held is not None:
+                    held[0] = rb
+                self._start_scans()
+            return self._checked(entry[0], code)
 
     def _checked(self, rb: _RunBatch, code: int) -> _RunBatch:
         if not rb.verified:
@@ -180,14 +188,16 @@ class RowGroupFeed:
 
     def release(self, codes: list[int]) -> None:
         """A chunk that needed these row groups is done with them."""
-        for code in codes:
-            entry = self._held[code]
-            entry[1] -= 1
-            if not entry[1]:
-                del self._held[code]
-                self.held_bytes -= entry[2]
+        with self._lock:
+            for code in codes:
+                entry = self._held[code]
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._held[code]
+                    self.held_bytes -= entry[2]
 
     def close(self) -> None:
-        self._held.clear()
-        self._queue.clear()
-        self._scans.clear()  # Arrow stops a scan when its iterator is dropped
+        with self._lock:
+            self._held.clear()
+            self._queue.clear()
+            self._scans.clear()  # Arrow stops a scan when its iterator is dropped
