@@ -124,7 +124,7 @@ def test_read_ahead_holds_only_what_planned_chunks_need(small):
     for part, c in zip(spans, chunks):
         got = [(g.key, g.to_arrow().num_rows) for g in c]
         assert got == list(zip(small._keys_of(part), small._a.sizes[part].tolist()))
-        feed.release(c.codes)
+        feed.release(c.codes, c.code_rows)
     assert feed.held_bytes == 0 and not feed._held
     feed.close()
 

@@ -22,7 +22,6 @@ larger than RAM is still read one row group at a time as the consumer iterates i
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -45,9 +44,9 @@ class DictBlock:
 
     ``take(slot)`` returns the dicts of the ``slot``-th group once (later calls get None,
     so a group iterated twice converts its Arrow rows again and never shares dicts). The
-    first request converts that group and the following small ones, up to ``UNIT_ROWS``
-    rows, in one ``to_pylist``: one call instead of one per group, and few dicts alive at a
-    time. A group of ``ALONE_ROWS`` or more is converted on its own: its call overhead is
+    first request converts that group and small ones after it (those whose row groups are
+    decoded and not converted whole by the feed), up to ``UNIT_ROWS`` rows, in one
+    ``to_pylist``: one call instead of one per group, and few dicts alive at a time. A group of ``ALONE_ROWS`` or more is converted on its own: its call overhead is
     already small per row, and joining it to others would cost a copy.
     """
 
@@ -62,6 +61,9 @@ class DictBlock:
         self._rows: list[list[dict[str, Any]] | None] = [None] * len(lo)
         self._lock = threading.Lock()
 
+    def converted(self, slot: int) -> bool:
+        return self._rows[slot] is not None
+
     def take(self, slot: int) -> list[dict[str, Any]] | None:
         with self._lock:
             rows = self._rows[slot]
@@ -73,25 +75,30 @@ class DictBlock:
 
     def _convert(self, slot: int) -> None:
         count, state, batch_of = self._count, self._rows, self._batch_of
-        end, held = slot + 1, count[slot]
-        rgs = [batch_of(slot, True)]
-        if held < self.ALONE_ROWS:  # gather the small groups that follow, not yet converted
-            while (end < len(state) and state[end] is None and count[end] < self.ALONE_ROWS
-                   and held + count[end] <= self.UNIT_ROWS):
-                rg = batch_of(end, False)  # never wait here for a later group's row group
-                if rg is None:
+        slots, rgs, held = [slot], [batch_of(slot, True)], count[slot]
+        if held < self.ALONE_ROWS:  # gather small groups after it, not yet converted
+            for nxt in range(slot + 1, min(len(state), slot + self.UNIT_ROWS)):
+                if held >= self.UNIT_ROWS - self.ALONE_ROWS:
                     break
-                rgs.append(rg)
-                held += count[end]
-                end += 1
-        pieces = [rg.slice(x, n) for rg, x, n in zip(rgs, self._lo[slot:end], count[slot:end])]
+                if state[nxt] is not None or count[nxt] >= self.ALONE_ROWS:
+                    continue
+                rg = batch_of(nxt, False)  # None: not decoded yet (never wait), or not ours
+                if rg is not None:
+                    slots.append(nxt)
+                    rgs.append(rg)
+                    held += count[nxt]
+        lo = self._lo
+        pieces = [rg.slice(lo[i], count[i]) for rg, i in zip(rgs, slots)]
         try:
             every = (pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)).to_pylist()
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # schemas differ in metadata
-            state[slot:end] = [b.to_pylist() for b in pieces]
+            for i, b in zip(slots, pieces):
+                state[i] = b.to_pylist()
             return
-        bounds = itertools.accumulate(count[slot:end], initial=0)
-        state[slot:end] = [every[a:b] for a, b in itertools.pairwise(bounds)]
+        at = 0
+        for i in slots:
+            state[i] = every[at:at + count[i]]
+            at += count[i]
 
 
 def _locate(ds: GroupedDataset, shard: np.ndarray, first: np.ndarray, count: np.ndarray,
@@ -119,7 +126,7 @@ class Chunk:
                  parts: list[tuple[int, int, int]], which: list[int], feed: RowGroupFeed,
                  uniq: list[int], lo: list[int], nbytes: list[int], nwords: list[int],
                  others: dict[int, tuple[Group, list[int] | None]], codes: list[int],
-                 ) -> None:
+                 code_rows: list[int]) -> None:
         # group i: rows lo[i]:lo[i]+parts[i].num_rows of row group uniq[which[i]] (decoded
         # into runs[which[i]] when first reached), or, where which[i] is -1, the group
         # others[i][0], read whole (from row groups others[i][1]) when reached
@@ -128,7 +135,10 @@ class Chunk:
         self._runs: list[_RunBatch | None] = [None] * len(uniq)
         self._nbytes, self._nwords, self._others = nbytes, nwords, others
         self.codes = codes  # the row groups it needs (shard << 32 | row group)
+        self.code_rows = code_rows  # rows of each its small groups need
         self._dicts: DictBlock | None = None
+        self._taken = bytearray(len(keys))  # groups whose dicts were handed out
+        self._whole: list[list[dict[str, Any]] | None] = [None] * len(uniq)  # see take
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -141,8 +151,12 @@ class Chunk:
         return rb
 
     def _batch_of(self, slot: int, wait: bool) -> pa.RecordBatch | None:
+        """Group ``slot``'s row group; without ``wait`` (gathering the groups after one
+        asked for), None unless decoded and its dicts are still to be made here."""
         k = self._which[slot]
         if k < 0:
+            return None
+        if not wait and (self._taken[slot] or self._feed.has_dicts(self._uniq[k])):
             return None
         rb = self._runs[k] or self._feed.peek(self._uniq[k])
         if rb is None and wait:
@@ -150,13 +164,26 @@ class Chunk:
         return None if rb is None else rb.batch
 
     def take(self, slot: int) -> list[dict[str, Any]] | None:
-        """Group ``slot``'s rows as dicts, once (see :class:`DictBlock`)."""
-        if self._dicts is None:
-            with self._lock:
-                if self._dicts is None:
-                    count = [p[2] for p in self._parts]
-                    self._dicts = DictBlock(self._batch_of, self._lo, count)
-        return self._dicts.take(slot)
+        """Group ``slot``'s rows as dicts, once (None the second time: the group converts
+        its rows again): a slice of its row group's dicts if the feed converts that whole
+        (see :meth:`RowGroupFeed.dicts`), else with the groups after it (:class:`DictBlock`)."""
+        with self._lock:
+            if self._taken[slot]:
+                return None
+            self._taken[slot] = 1
+            block = self._dicts
+            k = self._which[slot]
+            if k >= 0 and (block is None or not block.converted(slot)):
+                every = self._whole[k]
+                if every is None:
+                    every = self._whole[k] = self._feed.dicts(self._uniq[k])
+                if every is not None:
+                    x = self._lo[slot]
+                    return every[x:x + self._parts[slot][2]]
+            if block is None:
+                count = [p[2] for p in self._parts]
+                block = self._dicts = DictBlock(self._batch_of, self._lo, count)
+        return block.take(slot)
 
     def __iter__(self) -> Iterator[Group]:
         # Group slots are set here directly: a stream makes tens of thousands of groups a
@@ -219,13 +246,17 @@ def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_
             extra.append(np.asarray(needs, np.int64))
         others[i] = (g, needs)
     pos, every = np.concatenate(at), np.concatenate(extra)
-    codes = []
+    codes, code_rows = [], []
     if len(every):
         distinct, first_at = np.unique(every, return_index=True)
-        codes = distinct[np.argsort(pos[first_at], kind="stable")].tolist()  # first need
-        for c in codes:
-            feed.need(c)
+        need = distinct[np.argsort(pos[first_at], kind="stable")]  # in order of first need
+        rows = dict(zip(uniq.tolist(), np.bincount(
+            which[blocked], weights=count[blocked], minlength=len(uniq)).astype(int).tolist()))
+        codes = need.tolist()
+        code_rows = [rows.get(c, 0) for c in codes]
+        for c, n in zip(codes, code_rows):
+            feed.need(c, n)
         feed.start()
     parts = list(zip(shard.tolist(), first.tolist(), count.tolist()))  # see Group.parts
     return Chunk(ds, columns, keys, parts, which.tolist(), feed, uniq.tolist(), lo.tolist(),
-                 nbytes.tolist(), a.words[ids].tolist(), others, codes)
+                 nbytes.tolist(), a.words[ids].tolist(), others, codes, code_rows)

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 # undelivered bytes (uncompressed, from the footers) in flight across scans, and per scan
 READ_AHEAD_BYTES = 64 << 20
 SEGMENT_BYTES = 8 << 20
+# row groups converted whole to dicts (counted by their Arrow size; the dicts take ~2-3x)
+DICT_BYTES = 64 << 20
 _MASK = 0xFFFFFFFF
 
 
@@ -92,6 +94,19 @@ class _Scan:
         return code, pa.Table.from_batches(batches)
 
 
+class _Held:
+    """A row group some planned chunks need."""
+
+    __slots__ = ("dicts", "nbytes", "rb", "rows", "users")
+
+    def __init__(self, rb: _RunBatch | None, nbytes: int) -> None:
+        self.rb = rb  # None until decoded
+        self.users = 0  # planned chunks that need it
+        self.rows = 0  # rows of it their small groups need
+        self.nbytes = nbytes
+        self.dicts: list[dict[str, Any]] | None = None  # all its rows, once asked for
+
+
 class RowGroupFeed:
     """The row groups of a stream's planned chunks: decoded ahead, ``read_ahead`` at a time
     (0: when first needed, in the consumer's thread). ``held_bytes``: uncompressed size of
@@ -101,11 +116,12 @@ class RowGroupFeed:
         self._shards, self._cols, self._index = ds._shards, tuple(columns), ds._a
         self._scan_cols = [*columns, KEY_COLUMN]
         self._read_ahead = read_ahead
-        self._held: dict[int, list[Any]] = {}  # code -> [_RunBatch or None, users, bytes]
+        self._held: dict[int, _Held] = {}
         self._queue: deque[int] = deque()  # needed, not decoded, not in a scan yet
         self._scans: deque[_Scan] = deque()
         self._in_flight = 0  # bytes given to scans and not pulled yet
         self.held_bytes = 0
+        self._dict_bytes = 0  # Arrow bytes of the row groups converted whole to dicts
         # the stream's thread plans and pulls; a group handed to another thread may pull
         # too (its dicts convert the groups after it)
         self._lock = threading.RLock()
@@ -113,17 +129,19 @@ class RowGroupFeed:
     def _size(self, code: int) -> int:
         return self._shards.row_group_bytes(code >> 32)[code & _MASK]
 
-    def need(self, code: int) -> None:
-        """A planned chunk needs row group ``code`` (shard << 32 | row group)."""
+    def need(self, code: int, rows: int) -> None:
+        """A planned chunk needs row group ``code`` (shard << 32 | row group), ``rows`` of
+        it for its small groups."""
         with self._lock:
             entry = self._held.get(code)
             if entry is None:
                 rb = self._shards.cached_run_batch(code >> 32, code & _MASK, self._cols)
-                entry = self._held[code] = [rb, 0, self._size(code)]
-                self.held_bytes += entry[2]
+                entry = self._held[code] = _Held(rb, self._size(code))
+                self.held_bytes += entry.nbytes
                 if rb is None and self._read_ahead:
                     self._queue.append(code)
-            entry[1] += 1
+            entry.users += 1
+            entry.rows += rows
 
     def start(self) -> None:
         """Start decoding what was needed so far (up to READ_AHEAD_BYTES in flight)."""
@@ -136,10 +154,10 @@ class RowGroupFeed:
             while self._queue and size < SEGMENT_BYTES:
                 code = self._queue.popleft()
                 entry = self._held.get(code)
-                if entry is None or entry[0] is not None:
+                if entry is None or entry.rb is not None:
                     continue  # released, or decoded meanwhile
                 codes.append(code)
-                size += entry[2]
+                size += entry.nbytes
             if codes:
                 schema = self._shards.get(codes[0] >> 32).file.schema_arrow
                 self._scans.append(_Scan(self._shards, codes, self._scan_cols, schema,
@@ -150,7 +168,30 @@ class RowGroupFeed:
         """Row group ``code`` if already decoded (never waits)."""
         with self._lock:
             entry = self._held.get(code)
-            return entry[0] if entry is not None else None
+            return entry.rb if entry is not None else None
+
+    def has_dicts(self, code: int) -> bool:
+        entry = self._held.get(code)
+        return entry is not None and entry.dicts is not None
+
+    def dicts(self, code: int) -> list[dict[str, Any]] | None:
+        """All rows of row group ``code`` as dicts, converted once, when the planned chunks
+        need at least half of them and fewer than DICT_BYTES of row groups are converted
+        (a shuffled stream's groups scatter over many row groups: gathering their rows for
+        one conversion costs about twice a plain conversion of a whole row group); else
+        None. The row group must be decoded (resolved) already."""
+        with self._lock:
+            entry = self._held.get(code)
+            if entry is None or entry.rb is None:
+                return None
+            if entry.dicts is None:
+                rb = entry.rb
+                if 2 * entry.rows < rb.batch.num_rows or \
+                        self._dict_bytes + rb.nbytes > DICT_BYTES:
+                    return None
+                entry.dicts = rb.batch.to_pylist()
+                self._dict_bytes += rb.nbytes
+            return entry.dicts
 
     def resolve(self, code: int) -> _RunBatch:
         """Row group ``code`` decoded and checked against the index (every row: its groups
@@ -160,9 +201,9 @@ class RowGroupFeed:
             if entry is None:  # released already (a group iterated after its chunk): read it
                 rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
                 return self._checked(rb, code)
-            while entry[0] is None:
+            while entry.rb is None:
                 if not self._read_ahead or not self._scans:
-                    entry[0] = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
+                    entry.rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
                     break
                 scan = self._scans[0]
                 got, table = scan.pull(self._shards)
@@ -172,9 +213,9 @@ class RowGroupFeed:
                 rb = self._shards.run_batch(got >> 32, got & _MASK, self._cols, table)
                 held = self._held.get(got)
                 if held is not None:
-                    held[0] = rb
+                    held.rb = rb
                 self._start_scans()
-            return self._checked(entry[0], code)
+            return self._checked(entry.rb, code)
 
     def _checked(self, rb: _RunBatch, code: int) -> _RunBatch:
         if not rb.verified:
@@ -186,15 +227,18 @@ class RowGroupFeed:
             rb.verified = True
         return rb
 
-    def release(self, codes: list[int]) -> None:
-        """A chunk that needed these row groups is done with them."""
+    def release(self, codes: list[int], rows: list[int]) -> None:
+        """A chunk that needed these row groups (``rows`` of each) is done with them."""
         with self._lock:
-            for code in codes:
+            for code, n in zip(codes, rows):
                 entry = self._held[code]
-                entry[1] -= 1
-                if not entry[1]:
+                entry.users -= 1
+                entry.rows -= n
+                if not entry.users:
                     del self._held[code]
-                    self.held_bytes -= entry[2]
+                    self.held_bytes -= entry.nbytes
+                    if entry.dicts is not None:
+                        self._dict_bytes -= entry.rb.nbytes
 
     def close(self) -> None:
         with self._lock:

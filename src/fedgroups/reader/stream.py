@@ -177,7 +177,7 @@ class GroupStream:
         feed = RowGroupFeed(self._ds, self._columns, read_ahead=num_threads)
         planned: deque[Chunk] = deque()
         ahead = 0  # groups in planned chunks
-        budget = 2  # chunks to plan before handing out the next
+        budget = 2  # chunks to plan before handing out the first group
         try:
             while True:
                 while not planned or num_threads and budget > 0 and ahead < lookahead and (
@@ -196,7 +196,7 @@ class GroupStream:
                 for g in chunk:
                     self.position += 1  # before handing it out: state_dict() is right
                     yield g
-                feed.release(chunk.codes)
+                feed.release(chunk.codes, chunk.code_rows)
                 budget = PLAN_PER_CHUNK
         finally:
             planned.clear()
