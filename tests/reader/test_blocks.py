@@ -186,3 +186,37 @@ def test_chunk_ranges_tile_and_respect_limits(sizes, max_groups, max_bytes, prel
         assert 1 <= hi - lo <= max_groups
         held = np.where(nb[lo:hi] > preload, 1, np.maximum(nb[lo:hi], 1)).sum()
         assert hi - lo == 1 or held <= max_bytes
+
+
+@pytest.mark.parametrize("dict_bytes", [0, 1 << 30])
+def test_dicts_whole_row_groups_or_gathered_are_the_same(small, monkeypatch, dict_bytes):
+    # row groups converted to dicts whole (the feed) or rows gathered per block (DictBlock)
+    monkeypatch.setattr(readahead, "DICT_BYTES", dict_bytes)
+    fresh = fg.open(small.root)
+    seen = 0
+    it = small.groups(seed=7)
+    for g in it:
+        first = list(g)
+        assert first == list(fresh[g.key]), g.key
+        again = list(g)  # converted again, never the same dict objects
+        assert again == first and all(a is not b for a, b in zip(first, again))
+        seen += len(first)
+    assert seen == small.num_examples
+
+
+def test_whole_row_group_dicts_stay_within_their_budget(small, monkeypatch):
+    monkeypatch.setattr(readahead, "DICT_BYTES", 1)  # nothing fits: all gathered
+    feed = RowGroupFeed(small, small.schema.names, read_ahead=2)
+    ids = np.arange(len(small))
+    chunk = blocks.plan_chunk(small, ids, small.schema.names, 1 << 20, feed)
+    groups = list(chunk)
+    assert all(list(g) == list(small[g.key]) for g in groups)
+    assert feed._dict_bytes == 0
+    monkeypatch.setattr(readahead, "DICT_BYTES", 1 << 30)
+    chunk2 = blocks.plan_chunk(small, ids, small.schema.names, 1 << 20, feed)
+    assert all(list(g) == list(small[g.key]) for g in chunk2)
+    assert feed._dict_bytes > 0  # a chunk of every group needs all of each row group
+    feed.release(chunk.codes, chunk.code_rows)
+    feed.release(chunk2.codes, chunk2.code_rows)
+    assert feed._dict_bytes == 0 and feed.held_bytes == 0
+    feed.close()
