@@ -10,8 +10,10 @@ that need them; scans stay under ``READ_AHEAD_BYTES`` of undelivered row groups,
 is bounded however far ahead the stream plans. Without read-ahead, row groups are decoded
 in the consumer's thread when first needed.
 
-Each row group is decoded once while some planned chunk holds it, and handed to the shard
-cache, where the random-access path (and later chunks) find it.
+Each row group is decoded once while some planned chunk holds it, checked against the
+index (tiling.py), and handed to the shard cache, where the random-access path (and later
+chunks) find it. A row group whose rows the planned chunks mostly need can also be
+converted to Python dicts whole, once, for groups iterated as dicts (:meth:`dicts`).
 """
 
 from __future__ import annotations
