@@ -3,7 +3,7 @@
 Each unit is one of the split's shard files (an absolute, file-aligned slice), so the local
 engine's processes and the Beam engine's workers read the split in parallel, one file each,
 and an example's (unit, row) is the same on both engines. TensorFlow and
-``tensorflow-datasets`` are optional: ``pip install 'fedgroups[tf]' tensorflow-datasets``.
+``tensorflow-datasets`` are optional: ``pip install 'fedgroups[tfds]'``.
 
 The split must be prepared first (``tfds build NAME``; datasets that TFDS itself prepares
 with Beam, such as ``c4``, take ``--beam_pipeline_options``); nothing is downloaded here.
