@@ -18,3 +18,24 @@ def test_dataset_of_group_datasets(ads):
         seen[f"u{int(key):03d}"] = [r["i"] for r in rows]
     assert sorted(seen) == ads.keys()
     assert all(v == list(range(len(v))) for v in seen.values())
+
+
+def test_groups_come_from_the_stream_in_order_and_by_key_out_of_order(ads, monkeypatch):
+    from fedgroups.adapters.tensorflow import to_tf_dataset
+
+    view = ads.subset(ads.keys()[:15])  # TF spends ~0.1 s per inner dataset iterated
+    expect = {k: [r["i"] for r in ads[k]] for k in view.keys()}
+    calls = []
+    real = type(ads).group
+    monkeypatch.setattr(type(ads), "group", lambda self, key: calls.append(key) or
+                        real(self, key))
+    outer = to_tf_dataset(view, columns=["i"], seed=3)
+    for _ in range(2):  # two passes: each restarts the stream
+        got = [[int(r["i"]) for r in inner.as_numpy_iterator()] for inner in outer]
+        assert got == [expect[k] for k in view.groups(seed=3).keys()]
+    assert calls == []  # in order: all from the stream, none by random access
+    inners = list(outer)
+    for inner in reversed(inners):  # out of order: found ahead, or read by key
+        rows = [int(r["i"]) for r in inner.as_numpy_iterator()]
+        assert rows in expect.values()
+    assert calls  # the last groups of the order were not ahead of the first ones

@@ -10,13 +10,14 @@ training loops written for it run unchanged::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from fedgroups.errors import SettingError
-from fedgroups.reader.dataset import GroupedDataset
+from fedgroups.reader.dataset import Group, GroupedDataset
 
 
 def _tf() -> Any:
@@ -43,26 +44,68 @@ def _spec(tf: Any, name: str, t: pa.DataType) -> Any:
                        "other columns")
 
 
+class _Cursor:
+    """Hands each inner dataset its group from one stream over the outer order.
+
+    TensorFlow asks for the groups' rows in the outer dataset's order when a loop iterates
+    it, so the stream's read-ahead serves them (a decoded row group holds many small
+    groups; reading each group on its own would decode a row group per group). A key asked
+    for out of order (the outer dataset taken again, or interleaved) is found among the
+    next ``LOOKAHEAD`` groups of the stream, or read by random access. The first key of
+    the order starts the stream again (a new pass of the outer dataset).
+    """
+
+    LOOKAHEAD = 64
+
+    def __init__(self, dataset: GroupedDataset, stream: dict[str, Any], columns: list[str],
+                 first: Any) -> None:
+        self._dataset, self._stream, self._columns, self._first = dataset, stream, columns, first
+        self._it: Iterator[Group] | None = None
+        self._ahead: dict[Any, Group] = {}
+        self._lock = threading.Lock()
+
+    def group(self, key: Any) -> Group:
+        with self._lock:
+            if key == self._first or self._it is None:
+                self._it, self._ahead = iter(self._dataset.groups(
+                    columns=self._columns, **self._stream)), {}
+            g = self._ahead.pop(key, None)
+            if g is not None:
+                return g
+            for _ in range(self.LOOKAHEAD):
+                g = next(self._it, None)
+                if g is None:
+                    break
+                if g.key == key:
+                    return g
+                if len(self._ahead) < self.LOOKAHEAD:
+                    self._ahead[g.key] = g
+        return self._dataset.group(key)
+
+
 def to_tf_dataset(dataset: GroupedDataset, *, columns: Sequence[str] | None = None,
                   batch_rows: int = 1024, **stream: Any) -> Any:
     """``tf.data.Dataset`` whose elements are the groups' example datasets.
 
     ``stream`` takes the arguments of :meth:`GroupedDataset.groups` (shuffle, seed, epoch,
-    rank, world_size, min_examples, keys, ...); the order of groups is that stream's.
-    Each inner dataset reads its group lazily, ``batch_rows`` rows at a time.
+    rank, world_size, min_examples, keys, ...); the order of groups is that stream's, and
+    iterating the outer dataset in order reads the groups through that stream (see
+    :class:`_Cursor`). Each inner dataset yields its group's examples, ``batch_rows`` rows
+    converted at a time.
     """
     tf = _tf()
     cols = dataset._check_columns(columns)
     signature = {c: _spec(tf, c, dataset.schema.field(c).type) for c in cols}
     keys = dataset.groups(**stream).keys()
     key_type = dataset.manifest["key"]["type"]
+    cursor = _Cursor(dataset, stream, cols, keys[0] if keys else None)
 
     def examples(key: Any) -> Any:
         if key_type == "string":
             key = key.decode("utf-8")
         elif key_type == "int64":
             key = int(key)
-        for batch in dataset.group(key).batches(batch_rows, cols):
+        for batch in cursor.group(key).batches(batch_rows, cols):
             yield from batch.to_pylist()
 
     def group_dataset(key: Any) -> Any:
