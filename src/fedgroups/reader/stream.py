@@ -171,13 +171,15 @@ class GroupStream:
     def _groups(self, rest: np.ndarray, chunks: Iterator[tuple[int, int]], lookahead: int,
                 num_threads: int) -> Iterator[Group]:
         """Plan chunks (queue their row groups for decoding) up to ``lookahead`` groups
-        ahead of the consumer, while the row groups they hold stay under PLAN_AHEAD_BYTES,
-        a few chunks at a time between the chunks it hands out (the first chunks are
-        short, so the consumer starts soon). Without threads: one chunk at a time."""
+        ahead of the consumer, while the row groups they hold stay under PLAN_AHEAD_BYTES:
+        all of that before the first group (the consumer would wait for the first shuffle
+        window's row groups anyway, and the feed then knows how much of each row group the
+        window uses: see RowGroupFeed.dicts), then a few chunks between the chunks it hands
+        out. Without threads: one chunk at a time."""
         feed = RowGroupFeed(self._ds, self._columns, read_ahead=num_threads)
         planned: deque[Chunk] = deque()
         ahead = 0  # groups in planned chunks
-        budget = 2  # chunks to plan before handing out the first group
+        budget = MAX_PLANNED  # at the start, as far as the limits allow (see above)
         try:
             while True:
                 while not planned or num_threads and budget > 0 and ahead < lookahead and (
