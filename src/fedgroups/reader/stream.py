@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     from fedgroups.reader.dataset import Group, GroupedDataset
 
 STATE_VERSION = 1
-# Groups up to this size are read whole by prefetch threads; larger ones stay lazy, so a
-# group larger than RAM is still read one row group at a time by the consumer.
+# Groups up to this size are served from row groups decoded ahead (see readahead.py);
+# larger ones stay lazy, so a group larger than RAM is read one row group at a time.
 PRELOAD_BYTES = 8 << 20
-# Prefetch threads read chunks of consecutive groups of the order, each chunk row group by
-# row group (see blocks.py): up to this many groups, or this many bytes of preloaded rows.
+# The order is planned in chunks of consecutive groups (see blocks.py): up to this many
+# groups, or this many bytes of small groups; the first chunks are shorter.
 CHUNK_GROUPS = 1024
 CHUNK_BYTES = 8 << 20
 FIRST_CHUNK_GROUPS = 32
