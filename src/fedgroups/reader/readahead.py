@@ -119,7 +119,8 @@ class RowGroupFeed:
         self._scan_cols = [*columns, KEY_COLUMN]
         self._read_ahead = read_ahead
         self._held: dict[int, _Held] = {}
-        self._queue: deque[int] = deque()  # needed, not decoded, not in a scan yet
+        self._queue: deque[tuple[int, int]] = deque()  # (code, bytes) not in a scan yet
+        self._queued = 0  # their bytes
         self._scans: deque[_Scan] = deque()
         self._in_flight = 0  # bytes given to scans and not pulled yet
         self.held_bytes = 0
@@ -141,7 +142,8 @@ class RowGroupFeed:
                 entry = self._held[code] = _Held(rb, self._size(code))
                 self.held_bytes += entry.nbytes
                 if rb is None and self._read_ahead:
-                    self._queue.append(code)
+                    self._queue.append((code, entry.nbytes))
+                    self._queued += entry.nbytes
             entry.users += 1
             entry.rows += rows
 
@@ -150,11 +152,17 @@ class RowGroupFeed:
         with self._lock:
             self._start_scans()
 
-    def _start_scans(self) -> None:
+    def _start_scans(self, now: bool = False) -> None:
+        """Hand queued row groups to new scans, SEGMENT_BYTES each, while under
+        READ_AHEAD_BYTES in flight; a partial segment only if little is in flight or
+        ``now`` (each scan costs a few ms to start: a chunk often needs few new ones)."""
         while self._queue and self._in_flight < READ_AHEAD_BYTES:
+            if self._queued < SEGMENT_BYTES and self._in_flight >= SEGMENT_BYTES and not now:
+                return
             codes, size = [], 0
             while self._queue and size < SEGMENT_BYTES:
-                code = self._queue.popleft()
+                code, nbytes = self._queue.popleft()
+                self._queued -= nbytes
                 entry = self._held.get(code)
                 if entry is None or entry.rb is not None:
                     continue  # released, or decoded meanwhile
@@ -204,6 +212,8 @@ class RowGroupFeed:
                 rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
                 return self._checked(rb, code)
             while entry.rb is None:
+                if self._read_ahead and not self._scans:
+                    self._start_scans(now=True)
                 if not self._read_ahead or not self._scans:
                     entry.rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
                     break
@@ -246,4 +256,5 @@ class RowGroupFeed:
         with self._lock:
             self._held.clear()
             self._queue.clear()
+            self._queued = 0
             self._scans.clear()  # Arrow stops a scan when its iterator is dropped
