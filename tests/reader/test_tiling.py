@@ -75,3 +75,15 @@ def test_physical_order_sorts_parts_by_shard_then_row():
     assert p.shard_lo.tolist() == [0, 2, 4]
     assert p.group.tolist() == [1, 3, 0, 2] and p.first.tolist() == [0, 2, 0, 3]
     assert np.array_equal(p.stop - p.first, [2, 1, 3, 4])
+
+
+def test_adjacent_parts_of_one_group_make_one_run():
+    table = pa.table({"key": ["a", "a", "b"], "part": [0, 1, 0], "shard": [0, 0, 0],
+                      "first_row": [0, 3, 5], "num_rows": [3, 2, 3], "num_bytes": [1, 1, 1],
+                      "num_words": [1, 1, 1]})
+    a = IndexArrays.from_index(table)
+    col = ["a"] * 5 + ["b"] * 3
+    check_row_group(a.physical, a.keys, "shard", 0, 0, 8, pa.array(col))
+    check_row_group(a.physical, a.keys, "shard", 0, 2, 7, pa.array(col[2:7]))
+    with pytest.raises(CorruptDatasetError, match="row 4 should hold group 'a'"):
+        check_row_group(a.physical, a.keys, "shard", 0, 0, 8, pa.array(col[:4] + ["b"] * 4))
