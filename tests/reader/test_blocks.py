@@ -220,3 +220,37 @@ def test_whole_row_group_dicts_stay_within_their_budget(small, monkeypatch):
     feed.release(chunk2.codes, chunk2.code_rows)
     assert feed._dict_bytes == 0 and feed.held_bytes == 0
     feed.close()
+
+
+def test_a_stream_continues_in_a_forked_child(tmp_path):
+    # Arrow's threads do not survive fork: a child that went on pulling the scans started
+    # in the parent would wait forever; it queues their work again instead
+    import json
+    import os
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon"])
+    text = [" ".join(words[rng.integers(0, 5, 150)]) for _ in range(30_000)]
+    table = pa.table({"user": [f"u{i % 3000:04d}" for i in range(30_000)], "text": text})
+    ds = fg.build(table, "field:user", tmp_path / "ds", progress=False, workers=1)
+    ds = fg.open(ds.path)
+    it = ds.groups(seed=9)
+    head = [next(it).key]  # decoding is under way in Arrow's threads (tens of row groups)
+    out = tmp_path / "child.json"
+    pid = os.fork()
+    if pid == 0:  # the child: the rest of the stream, with each group's row count
+        try:
+            out.write_text(json.dumps([[g.key, g.to_arrow().num_rows] for g in it]))
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the forked child hangs on the parent's scans")
+        time.sleep(0.05)
+    rest = json.loads(out.read_text())
+    assert head + [k for k, _ in rest] == ds.groups(seed=9).keys()
+    assert [n for _, n in rest] == [ds[k].num_examples for k, _ in rest]

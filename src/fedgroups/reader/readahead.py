@@ -18,6 +18,7 @@ converted to Python dicts whole, once, for groups iterated as dicts (:meth:`dict
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,7 @@ class RowGroupFeed:
         self._queued = 0  # their bytes
         self._scans: deque[_Scan] = deque()
         self._in_flight = 0  # bytes given to scans and not pulled yet
+        self._pid = os.getpid()
         self.held_bytes = 0
         self._dict_bytes = 0  # Arrow bytes of the row groups converted whole to dicts
         # the stream's thread plans and pulls; a group handed to another thread may pull
@@ -211,6 +213,8 @@ class RowGroupFeed:
             if entry is None:  # released already (a group iterated after its chunk): read it
                 rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
                 return self._checked(rb, code)
+            if self._pid != os.getpid():
+                self._after_fork()
             while entry.rb is None:
                 if self._read_ahead and not self._scans:
                     self._start_scans(now=True)
@@ -228,6 +232,16 @@ class RowGroupFeed:
                     held.rb = rb
                 self._start_scans()
             return self._checked(entry.rb, code)
+
+    def _after_fork(self) -> None:
+        """In a forked child Arrow's threads are gone, and with them the scans' work:
+        queue what they had not delivered again, in order, for new scans."""
+        self._pid = os.getpid()
+        pending = [(c, self._size(c)) for scan in self._scans for c in scan.codes]
+        self._scans.clear()
+        self._in_flight = 0
+        self._queue.extendleft(reversed(pending))
+        self._queued += sum(n for _, n in pending)
 
     def _checked(self, rb: _RunBatch, code: int) -> _RunBatch:
         if not rb.verified:
