@@ -41,18 +41,25 @@ SEGMENT_BYTES = 8 << 20
 # row groups converted whole to dicts (counted by their Arrow size; the dicts take ~2-3x)
 DICT_BYTES = 64 << 20
 _MASK = 0xFFFFFFFF
+_FORMAT = pds.ParquetFileFormat()
+_FS = pfs.LocalFileSystem()
 
 
 class _Scan:
     """One Arrow scan over some row groups (fragments), pulled in order."""
 
     def __init__(self, shards: ShardCache, codes: list[int], columns: list[str],
-                 schema: pa.Schema, parallel: int) -> None:
-        fmt = pds.ParquetFileFormat()
-        fs = pfs.LocalFileSystem()
-        frags = [fmt.make_fragment(shards.get(c >> 32).path, filesystem=fs,
-                                   row_groups=[c & _MASK]) for c in codes]
-        dataset = pds.FileSystemDataset(frags, schema, fmt, fs)
+                 schema: pa.Schema, parallel: int,
+                 fragments: dict[int, list[pds.ParquetFileFragment]]) -> None:
+        frags = []
+        for c in codes:
+            s = c >> 32
+            if s not in fragments:  # one per row group, sharing the footer parsed once
+                whole = _FORMAT.make_fragment(shards.get(s).path, filesystem=_FS)
+                whole.ensure_complete_metadata()
+                fragments[s] = whole.split_by_row_group()
+            frags.append(fragments[s][c & _MASK])
+        dataset = pds.FileSystemDataset(frags, schema, _FORMAT, _FS)
         # shards are local files: pre-buffering reads would only add a copy (~10% more CPU)
         options = pds.ParquetFragmentScanOptions(page_checksum_verification=True,
                                                  pre_buffer=False)
@@ -125,6 +132,7 @@ class RowGroupFeed:
         self._scans: deque[_Scan] = deque()
         self._in_flight = 0  # bytes given to scans and not pulled yet
         self._pid = os.getpid()
+        self._fragments: dict[int, list[pds.ParquetFileFragment]] = {}  # by shard
         self.held_bytes = 0
         self._dict_bytes = 0  # Arrow bytes of the row groups converted whole to dicts
         # the stream's thread plans and pulls; a group handed to another thread may pull
@@ -173,7 +181,7 @@ class RowGroupFeed:
             if codes:
                 schema = self._shards.get(codes[0] >> 32).file.schema_arrow
                 self._scans.append(_Scan(self._shards, codes, self._scan_cols, schema,
-                                         self._read_ahead))
+                                         self._read_ahead, self._fragments))
                 self._in_flight += size
 
     def peek(self, code: int) -> _RunBatch | None:
