@@ -74,15 +74,20 @@ def test_missing_shard(copy):
         _read_all(copy)
 
 
+def _flip_byte(path: str, where: float) -> str:
+    """Alter one byte of the file, ``where`` of the way in; returns the path."""
+    at = int(os.path.getsize(path) * where)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x5A]))
+    return path
+
+
 @pytest.mark.parametrize("where", [0.1, 0.3, 0.5, 0.7])
 def test_altered_shard_bytes_never_give_wrong_data(copy, small_path, where):
-    path = _shard(copy)
-    size = os.path.getsize(path)
-    with open(path, "r+b") as f:
-        f.seek(int(size * where))
-        b = f.read(1)
-        f.seek(int(size * where))
-        f.write(bytes([b[0] ^ 0x5A]))
+    path = _flip_byte(_shard(copy), where)
     good = fg.open(small_path)
     try:
         ds = fg.open(copy)
@@ -95,13 +100,7 @@ def test_altered_shard_bytes_never_give_wrong_data(copy, small_path, where):
 @pytest.mark.parametrize("num_threads", [0, 2])
 @pytest.mark.parametrize("where", [0.2, 0.5, 0.8])
 def test_altered_shard_bytes_never_stream_wrong_data(copy, small_path, where, num_threads):
-    path = _shard(copy)
-    size = os.path.getsize(path)
-    with open(path, "r+b") as f:
-        f.seek(int(size * where))
-        b = f.read(1)
-        f.seek(int(size * where))
-        f.write(bytes([b[0] ^ 0x5A]))
+    path = _flip_byte(_shard(copy), where)
     good = fg.open(small_path)
     try:
         for g in fg.open(copy).groups(seed=3, num_threads=num_threads):

@@ -46,8 +46,9 @@ class DictBlock:
     so a group iterated twice converts its Arrow rows again and never shares dicts). The
     first request converts that group and small ones after it (those whose row groups are
     decoded and not converted whole by the feed), up to ``UNIT_ROWS`` rows, in one
-    ``to_pylist``: one call instead of one per group, and few dicts alive at a time. A group of ``ALONE_ROWS`` or more is converted on its own: its call overhead is
-    already small per row, and joining it to others would cost a copy.
+    ``to_pylist``: one call instead of one per group, and few dicts alive at a time. A
+    group of ``ALONE_ROWS`` or more is converted on its own: its call overhead is already
+    small per row, and joining it to others would cost a copy.
     """
 
     UNIT_ROWS = 4096

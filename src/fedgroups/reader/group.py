@@ -221,4 +221,3 @@ class Group:
             g._preloaded, g._preloaded_cols = self._pre(), self._preloaded_cols
             out[name] = g
         return out
-
