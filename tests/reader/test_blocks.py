@@ -64,6 +64,26 @@ def test_dicts_are_handed_out_once_and_never_shared(small):
     assert list(a)[0]["i"] == 0
 
 
+def test_dicts_made_ahead_while_the_consumer_takes_them(small):
+    # a consumer that takes every group's dicts gets them made with the group; one that
+    # stops (Arrow only) or iterates a group twice still gets the right, unshared rows
+    fresh = fg.open(small.root)
+    ready, seen = 0, 0
+    for i, g in enumerate(small.groups(seed=2)):
+        ready += bool(g._ready)
+        want = list(fresh[g.key])
+        mode = (i // 7) % 3
+        if mode == 0:
+            assert list(g) == want, g.key
+        elif mode == 1:
+            assert g.to_arrow().equals(fresh[g.key].to_arrow()), g.key
+        else:
+            first, again = list(g), list(g)
+            assert first == again == want and all(x is not y for x, y in zip(first, again))
+        seen += 1
+    assert seen == len(small) and 0 < ready < seen
+
+
 def test_streamed_group_methods_match(small):
     fresh = fg.open(small.root)
     for g in small.groups(seed=1):

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from fedgroups.errors import SettingError
+from fedgroups.format.rows import to_dicts
 from fedgroups.reader.dataset import Group, GroupedDataset
 
 
@@ -106,7 +107,7 @@ def to_tf_dataset(dataset: GroupedDataset, *, columns: Sequence[str] | None = No
         elif key_type == "int64":
             key = int(key)
         for batch in cursor.group(key).batches(batch_rows, cols):
-            yield from batch.to_pylist()
+            yield from to_dicts(batch)
 
     def group_dataset(key: Any) -> Any:
         return tf.data.Dataset.from_generator(examples, args=(key,),

@@ -24,6 +24,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from fedgroups.adapters.numpy import column_to_numpy
 from fedgroups.errors import SettingError
+from fedgroups.format.rows import column_values
 from fedgroups.reader.dataset import Group, GroupedDataset
 
 Output = Literal["groups", "batches", "blocks"]
@@ -38,7 +39,7 @@ def batch_to_torch(batch: pa.RecordBatch | pa.Table) -> dict[str, Any]:
         if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
             out[name] = torch.from_numpy(np.array(column_to_numpy(col)))
         else:
-            out[name] = col.to_pylist()
+            out[name] = column_values(col)
     return out
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from fedgroups.format.rows import column_values
+
 _READ_BATCH = 256  # rows per Arrow batch read from a group
 _ENCODE_BATCH = 32  # texts tokenized at once; small so we stop reading soon after the cap
 # Pre-tokens (words) ending this close to a prefix's cut may differ from those of the whole
@@ -45,7 +47,7 @@ def iter_texts(group: Any, column: str) -> Iterator[str]:
         values = (
             v
             for batch in group.batches(batch_size=_READ_BATCH, columns=[column])
-            for v in batch.column(column).to_pylist()
+            for v in column_values(batch.column(column))
         )
     else:
         values = (_field(ex, column, group) for ex in group)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedgroups.errors import KeyFunctionError, SettingError
+from fedgroups.format.rows import to_dicts
 from fedgroups.keys.hashing import hash_array, splitmix64
 
 
@@ -210,7 +211,7 @@ class CallableKey(KeyFunction):
                     f"key function {name} returned {len(arr)} keys for {batch.num_rows} examples"
                 )
             return arr
-        rows = batch.to_pylist()
+        rows = to_dicts(batch)
         values = []
         for row, example in enumerate(rows):
             try:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from fedgroups.format.rows import to_dicts
 from fedgroups.reader.group import Group
 from fedgroups.reader.readahead import RowGroupFeed
 from fedgroups.reader.shards import _RunBatch
@@ -91,10 +92,10 @@ class DictBlock:
         lo = self._lo
         pieces = [rg.slice(lo[i], count[i]) for rg, i in zip(rgs, slots)]
         try:
-            every = (pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)).to_pylist()
+            every = to_dicts(pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces))
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # schemas differ in metadata
             for i, b in zip(slots, pieces):
-                state[i] = b.to_pylist()
+                state[i] = to_dicts(b)
             return
         at = 0
         for i in slots:
@@ -124,19 +125,21 @@ class Chunk:
     shuffled chunk after one decode, not after all of them)."""
 
     def __init__(self, ds: GroupedDataset, columns: list[str], keys: list[Any],
-                 parts: list[tuple[int, int, int]], which: list[int], feed: RowGroupFeed,
-                 uniq: list[int], lo: list[int], nbytes: list[int], nwords: list[int],
-                 others: dict[int, tuple[Group, list[int] | None]], codes: list[int],
-                 code_rows: list[int]) -> None:
-        # group i: rows lo[i]:lo[i]+parts[i].num_rows of row group uniq[which[i]] (decoded
-        # into runs[which[i]] when first reached), or, where which[i] is -1, the group
+                 shard: list[int], first: list[int], count: list[int], which: list[int],
+                 feed: RowGroupFeed, uniq: list[int], lo: list[int], nbytes: list[int],
+                 nwords: list[int], others: dict[int, tuple[Group, list[int] | None]],
+                 codes: list[int], code_rows: list[int]) -> None:
+        # group i: rows lo[i]:lo[i]+count[i] of row group uniq[which[i]] (decoded into
+        # runs[which[i]] when first reached), or, where which[i] is -1, the group
         # others[i][0], read whole (from row groups others[i][1]) when reached
-        self._ds, self._columns, self._keys, self._parts = ds, columns, keys, parts
+        self._ds, self._columns, self._keys = ds, columns, keys
+        self._shard, self._first, self._count = shard, first, count
         self._which, self._feed, self._uniq, self._lo = which, feed, uniq, lo
         self._runs: list[_RunBatch | None] = [None] * len(uniq)
         self._nbytes, self._nwords, self._others = nbytes, nwords, others
         self.codes = codes  # the row groups it needs (shard << 32 | row group)
         self.code_rows = code_rows  # rows of each its small groups need
+        self._dicts_ok = columns == ds._columns  # Group.__iter__ yields every column
         self._dicts: DictBlock | None = None
         self._taken = bytearray(len(keys))  # groups whose dicts were handed out
         self._whole: list[list[dict[str, Any]] | None] = [None] * len(uniq)  # see take
@@ -144,6 +147,9 @@ class Chunk:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def part(self, slot: int) -> tuple[int, int, int]:
+        return self._shard[slot], self._first[slot], self._count[slot]
 
     def _run(self, k: int) -> _RunBatch:
         rb = self._runs[k]
@@ -164,10 +170,21 @@ class Chunk:
             rb = self._run(k)
         return None if rb is None else rb.batch
 
+    def _whole_dicts(self, k: int) -> list[dict[str, Any]] | None:
+        every = self._whole[k]
+        if every is None:
+            every = self._whole[k] = self._feed.dicts(self._uniq[k])
+        return every
+
     def take(self, slot: int) -> list[dict[str, Any]] | None:
         """Group ``slot``'s rows as dicts, once (None the second time: the group converts
         its rows again): a slice of its row group's dicts if the feed converts that whole
-        (see :meth:`RowGroupFeed.dicts`), else with the groups after it (:class:`DictBlock`)."""
+        (see :meth:`RowGroupFeed.dicts`), else with the groups after it (:class:`DictBlock`).
+        Tells the feed the stream is iterated as dicts: later groups get theirs made with
+        them (see ``__iter__``)."""
+        if not self._dicts_ok:
+            return None
+        self._feed.wants_dicts = True
         with self._lock:
             if self._taken[slot]:
                 return None
@@ -175,31 +192,34 @@ class Chunk:
             block = self._dicts
             k = self._which[slot]
             if k >= 0 and (block is None or not block.converted(slot)):
-                every = self._whole[k]
-                if every is None:
-                    every = self._whole[k] = self._feed.dicts(self._uniq[k])
+                every = self._whole_dicts(k)
                 if every is not None:
                     x = self._lo[slot]
-                    return every[x:x + self._parts[slot][2]]
+                    return every[x:x + self._count[slot]]
             if block is None:
-                count = [p[2] for p in self._parts]
-                block = self._dicts = DictBlock(self._batch_of, self._lo, count)
+                block = self._dicts = DictBlock(self._batch_of, self._lo, self._count)
         return block.take(slot)
 
     def __iter__(self) -> Iterator[Group]:
         # Group slots are set here directly: a stream makes tens of thousands of groups a
-        # second, and Group.__init__'s general case would cost more than the rest together
-        ds, columns, runs, others = self._ds, self._columns, self._runs, self._others
-        schema, names, shards = ds.schema, ds._columns, ds._shards
-        dicts = self if columns == names else None  # what Group.__iter__ yields
+        # second, and Group.__init__'s general case would cost more than the rest together.
+        # While the consumer takes every group's dicts (feed.wants_dicts, and the previous
+        # group's were taken), a group comes with its slice of its row group's dicts ready
+        # (and marked taken, so iterating it again converts afresh, never shares them).
+        ds, columns, runs, others, feed = self._ds, self._columns, self._runs, self._others, \
+            self._feed
+        schema, names, shards, taken, whole = ds.schema, ds._columns, ds._shards, \
+            self._taken, self._whole
+        dicts_ok = self._dicts_ok
         new = object.__new__
-        for slot, (key, part, k, x, nb, nw) in enumerate(zip(
-                self._keys, self._parts, self._which, self._lo, self._nbytes, self._nwords)):
+        ready: list[list[dict[str, Any]]] | None = None  # the previous group's
+        for slot, (key, k, x, n, nb, nw) in enumerate(zip(
+                self._keys, self._which, self._lo, self._count, self._nbytes, self._nwords)):
             if k < 0:
                 g, needs = others[slot]
                 if needs is not None:  # its row groups into the shard cache, then read it
                     for code in needs:
-                        self._feed.resolve(code)
+                        feed.resolve(code)
                     g._preload(columns)
                 yield g
                 continue
@@ -207,14 +227,23 @@ class Chunk:
             if rb is None:
                 rb = self._run(k)
             g = new(Group)
-            g.key, g._parts, g.num_examples = key, part, part[2]
+            g.key, g._parts, g.num_examples = key, None, n
             g.num_bytes = g._total_bytes = nb
             g.num_words = g._total_words = nw
             g.schema, g._columns, g._shards, g._rows = schema, names, shards, None
             g._preloaded, g._preloaded_cols, g._rg, g._lo = None, columns, rb.batch, x
-            g._block, g._slot = dicts, slot
+            g._chunk, g._slot, g._ready = self, slot, None
+            if dicts_ok and feed.wants_dicts:
+                if ready:  # not taken: the consumer stopped asking for dicts
+                    feed.wants_dicts = False
+                else:
+                    every = whole[k]
+                    if every is None:
+                        every = self._whole_dicts(k)
+                    if every is not None and not taken[slot]:
+                        taken[slot] = 1
+                        g._ready = ready = [every[x:x + n]]
             yield g
-
 
 def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_bytes: int,
                feed: RowGroupFeed) -> Chunk:
@@ -258,6 +287,6 @@ def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_
         for c, n in zip(codes, code_rows):
             feed.need(c, n)
         feed.start()
-    parts = list(zip(shard.tolist(), first.tolist(), count.tolist()))  # see Group.parts
-    return Chunk(ds, columns, keys, parts, which.tolist(), feed, uniq.tolist(), lo.tolist(),
-                 nbytes.tolist(), a.words[ids].tolist(), others, codes, code_rows)
+    return Chunk(ds, columns, keys, shard.tolist(), first.tolist(), count.tolist(),
+                 which.tolist(), feed, uniq.tolist(), lo.tolist(), nbytes.tolist(),
+                 a.words[ids].tolist(), others, codes, code_rows)

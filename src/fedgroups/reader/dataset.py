@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from fedgroups.errors import SettingError
 from fedgroups.format.manifest import read_manifest, schema_from_json
+from fedgroups.format.rows import column_values
 from fedgroups.format.spec import KEY_COLUMN
 from fedgroups.reader.group import Group, Key, Part
 from fedgroups.reader.index import IndexArrays, load_index
@@ -64,7 +65,7 @@ class GroupedDataset:
         return self._keys_of(self._ids)
 
     def _keys_of(self, ids: np.ndarray) -> list[Key]:
-        return self._a.keys.take(pa.array(np.asarray(ids, dtype=np.int64))).to_pylist()
+        return column_values(self._a.keys.take(pa.array(np.asarray(ids, dtype=np.int64))))
 
     def _physical(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._a.location[ids], self._a.bytes[ids]

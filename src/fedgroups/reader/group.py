@@ -14,16 +14,23 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import pyarrow as pa
 
+from fedgroups.format.rows import to_dicts
 from fedgroups.reader.shards import ShardCache
 from fedgroups.reader.split import split_rows
 
 Key = str | bytes | int
 
 
-class RowSource(Protocol):
-    """Where a streamed group gets its rows as Python dicts (a shared, converted block)."""
+class StreamChunk(Protocol):
+    """The planned chunk a streamed group comes from (see blocks.py)."""
 
-    def take(self, slot: int) -> list[dict[str, Any]] | None: ...
+    def part(self, slot: int) -> tuple[int, int, int]:
+        """Group ``slot``'s (shard, first row, rows)."""
+        ...
+
+    def take(self, slot: int) -> list[dict[str, Any]] | None:
+        """Group ``slot``'s rows as dicts converted with others, once (else None)."""
+        ...
 
 
 class Part(NamedTuple):
@@ -52,15 +59,15 @@ class Group:
 
     # slots: a stream makes tens of thousands of groups a second (cheaper to make, and
     # no per-group dict for the garbage collector to walk)
-    __slots__ = ("_block", "_columns", "_lo", "_parts", "_preloaded", "_preloaded_cols", "_rg",
-                 "_rows", "_shards", "_slot", "_total_bytes", "_total_words", "key",
-                 "num_bytes", "num_examples", "num_words", "schema")
+    __slots__ = ("_chunk", "_columns", "_lo", "_parts", "_preloaded", "_preloaded_cols",
+                 "_ready", "_rg", "_rows", "_shards", "_slot", "_total_bytes", "_total_words",
+                 "key", "num_bytes", "num_examples", "num_words", "schema")
 
     def __init__(self, key: Key, parts: list[Part], num_bytes: int, num_words: int,
                  shards: ShardCache, schema: pa.Schema, *, rows: np.ndarray | None = None,
                  ) -> None:
         self.key = key
-        self._parts: list[Part] | tuple[int, int, int] = parts
+        self._parts: list[Part] | None = parts  # None: a streamed group's, in _chunk
         if rows is None:
             self.num_examples = parts[0].num_rows if len(parts) == 1 else \
                 sum(p.num_rows for p in parts)
@@ -80,14 +87,18 @@ class Group:
         # a streamed group's rows: _lo:_lo+num_examples of the decoded row group _rg
         self._rg: pa.RecordBatch | None = None
         self._lo = 0
-        self._block: RowSource | None = None  # the same rows as dicts, made per block
+        self._chunk: StreamChunk | None = None  # a streamed group's chunk, and its place there
         self._slot = 0
+        self._ready: list[list[dict[str, Any]]] | None = None  # its dicts, made ahead (once)
 
     @property
     def parts(self) -> list[Part]:
         """Where the group's rows are: (shard, first row, rows) per part, in order."""
         p = self._parts
-        return p if isinstance(p, list) else [Part(*p)]  # a streamed group's (s, f, n)
+        if p is None:
+            assert self._chunk is not None
+            return [Part(*self._chunk.part(self._slot))]
+        return p
 
     def _pre(self) -> list[pa.RecordBatch] | None:
         """The rows the stream read ahead (``_preloaded_cols`` of them), if any."""
@@ -187,15 +198,21 @@ class Group:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """The group's examples as dicts (all columns), in stored order."""
-        if self._block is not None:
-            rows = self._block.take(self._slot)  # converted with its block, handed out once
+        ready = self._ready
+        if ready:  # made with the group (its stream is being iterated as dicts)
+            try:
+                return iter(ready.pop())  # atomic: a list is handed out once
+            except IndexError:
+                pass
+        if self._chunk is not None:
+            rows = self._chunk.take(self._slot)  # converted with other groups, handed out once
             if rows is not None:
                 return iter(rows)
         return self._dicts()
 
     def _dicts(self) -> Iterator[dict[str, Any]]:
         for b in self._batches(None):
-            yield from b.to_pylist()
+            yield from to_dicts(b)
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The whole group in memory: only when the caller asks for it."""

@@ -28,6 +28,7 @@ import pyarrow.dataset as pds
 import pyarrow.fs as pfs
 
 from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.rows import to_dicts
 from fedgroups.format.spec import KEY_COLUMN
 from fedgroups.reader.shards import ShardCache, _RunBatch
 from fedgroups.reader.tiling import check_row_group
@@ -134,6 +135,7 @@ class RowGroupFeed:
         self._pid = os.getpid()
         self._fragments: dict[int, list[pds.ParquetFileFragment]] = {}  # by shard
         self.held_bytes = 0
+        self.wants_dicts = False  # the consumer iterates groups as dicts (see Chunk)
         self._dict_bytes = 0  # Arrow bytes of the row groups converted whole to dicts
         # the stream's thread plans and pulls; a group handed to another thread may pull
         # too (its dicts convert the groups after it)
@@ -209,7 +211,7 @@ class RowGroupFeed:
                 if 2 * entry.rows < rb.batch.num_rows or \
                         self._dict_bytes + rb.nbytes > DICT_BYTES:
                     return None
-                entry.dicts = rb.batch.to_pylist()
+                entry.dicts = to_dicts(rb.batch)
                 self._dict_bytes += rb.nbytes
             return entry.dicts
 

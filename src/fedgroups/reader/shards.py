@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.rows import column_values
 from fedgroups.format.spec import KEY_COLUMN
 
 # Row groups read only in part (many small groups share one) are kept this long, so a
@@ -104,7 +105,7 @@ class _RunBatch:
                 starts = np.concatenate([starts, np.flatnonzero(changed) + 1])
             bounds = starts.tolist()
             stops = [*bounds[1:], n]  # a run cut by the row group's end stops at n
-            self._runs = dict(zip(bounds, zip(stops, keys.take(starts).to_pylist())))
+            self._runs = dict(zip(bounds, zip(stops, column_values(keys.take(starts)))))
         return self._runs
 
     def holds(self, lo: int, hi: int, key: Any) -> bool:
