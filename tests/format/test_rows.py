@@ -8,9 +8,11 @@ import math
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fedgroups.format import rows
 from fedgroups.format.rows import column_values, to_dicts
 
 
@@ -55,6 +57,11 @@ COLUMNS: list[tuple[pa.DataType, st.SearchStrategy[list[Any]]]] = [
                                                  allow_nan=False, allow_infinity=False))),
     (pa.dictionary(pa.int8(), pa.string()), _nullable(st.sampled_from(["x", "y", "z"]))),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _numpy_for_short_columns_too(monkeypatch):
+    monkeypatch.setattr(rows, "_NUMPY_ROWS", 2)  # test data is short: exercise both paths
 
 
 @settings(max_examples=300, deadline=None)

@@ -22,14 +22,18 @@ import pyarrow.types as pat
 _OBJECT_TYPES: tuple[Callable[[pa.DataType], bool], ...] = (
     pat.is_string, pat.is_large_string, pat.is_binary, pat.is_large_binary,
     pat.is_fixed_size_binary)
+# shorter columns go through to_pylist (NumPy's fixed cost per call is larger)
+_NUMPY_ROWS = 1024
 # generated row builders up to this many columns (beyond, dict(zip(...)) per row)
 _MAX_LITERAL = 128
 _BUILDERS: dict[tuple[str, ...], Callable[[Sequence[list[Any]]], list[dict[str, Any]]]] = {}
 
 
 def column_values(col: pa.Array) -> list[Any]:
-    """``col.to_pylist()``, faster for numbers and booleans without nulls and for strings
-    and bytes."""
+    """``col.to_pylist()``, faster for long columns of numbers and booleans without nulls
+    and of strings and bytes."""
+    if len(col) < _NUMPY_ROWS:
+        return col.to_pylist()
     t = col.type
     if (pat.is_integer(t) or pat.is_float32(t) or pat.is_float64(t) or pat.is_boolean(t)):
         if col.null_count == 0:
