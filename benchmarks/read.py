@@ -3,7 +3,9 @@
 1. Streaming every example of every group, shuffled, as Arrow batches, against a raw
    pyarrow scan of the same shards cut into the same per-group batches (the baseline reads
    row groups in file order and slices them at key changes); and as Python dicts, against
-   the raw scan converted with ``to_pylist``. Target: >= 0.8x.
+   the raw scan converted with ``to_pylist``. Target: >= 0.8x. Each ratio is the median
+   over interleaved rounds of both (see ``ratio``): this machine's speed drifts too much
+   for a ratio of two fastest runs, taken at different moments, to mean much.
 2. Random access to a 10-example group, uncached (each access decodes its row group), at
    10k and 1M groups of the same size. Target: median(1M) <= 1.5x median(10k).
 3. PyTorch DataLoader with 2 workers against a single process, examples/s, for
@@ -54,13 +56,15 @@ def build(table: pa.Table, out: str) -> fg.GroupedDataset:
 
 
 CPU: dict[Callable[[], int], float] = {}  # fastest CPU time (all threads) of each fn
+ROUNDS: dict[Callable[[], int], list[float]] = {}  # wall time of each fn, round by round
 
 
-def race(fns: list[Callable[[], int]], repeat: int = 5) -> list[tuple[float, int]]:
+def race(fns: list[Callable[[], int]], repeat: int = 7) -> list[tuple[float, int]]:
     """Fastest wall time and count of each fn, runs interleaved (a, b, c, a, b, c, ...) so
-    a burst of load from other jobs on the machine hits every contender alike. The fastest
-    CPU time of this process (all its threads) goes to ``CPU[fn]``: steadier than wall
-    time when other jobs share the cores, though it charges prefetch threads in full."""
+    a burst of load from other jobs on the machine hits every contender alike. Each
+    round's times go to ``ROUNDS[fn]`` (see :func:`ratio`); the fastest CPU time of this
+    process (all its threads) to ``CPU[fn]``: steadier than wall time when other jobs
+    share the cores, though it charges the read-ahead threads in full."""
     times: list[list[float]] = [[] for _ in fns]
     counts = [0] * len(fns)
     for _ in range(repeat):
@@ -69,7 +73,17 @@ def race(fns: list[Callable[[], int]], repeat: int = 5) -> list[tuple[float, int
             counts[i] = fn()
             times[i].append(time.perf_counter() - t)
             CPU[fn] = min(CPU.get(fn, float("inf")), time.process_time() - c)
+    for fn, ts in zip(fns, times):
+        ROUNDS[fn] = ts
     return [(min(ts), n) for ts, n in zip(times, counts)]
+
+
+def ratio(baseline: Callable[[], int], contender: Callable[[], int]) -> str:
+    """Throughput of ``contender`` over ``baseline``: the median of the rounds' ratios (a
+    round runs both back to back, so the machine's speed, which drifts by up to 2x over
+    seconds here, mostly cancels), with the range over rounds."""
+    rs = sorted(b / c for b, c in zip(ROUNDS[baseline], ROUNDS[contender]))
+    return f"{statistics.median(rs):.2f}x (rounds {rs[0]:.2f}-{rs[-1]:.2f})"
 
 
 def cpu_ratio(baseline: Callable[[], int], contender: Callable[[], int]) -> str:
@@ -132,21 +146,21 @@ def bench_streaming(work: str, quick: bool) -> None:
         ds = build(make_table(n_groups, sizes_arr, 1, 200), path)
         cols = ds.schema.names
         raw_b, fg_b = partial(raw_scan_batches, ds.root, cols), partial(stream_batches, ds, cols)
-        (t_raw, n_raw), (t_rawv, _), (t_fg, n_fg) = race([
-            raw_b, partial(raw_scan_batches, ds.root, cols, verify=True), fg_b])
+        raw_bv = partial(raw_scan_batches, ds.root, cols, verify=True)
+        (t_raw, n_raw), _, (t_fg, n_fg) = race([raw_b, raw_bv, fg_b])
         assert n_raw == n_fg == ds.num_examples
         raw_d, fg_d = partial(raw_scan_dicts, ds.root, cols), partial(stream_dicts, ds, cols)
         (t_rawd, _), (t_fgd, n_fgd) = race([raw_d, fg_d])
         assert n_fgd == ds.num_examples
         print(f"streaming, {label}: {len(ds)} groups, {ds.num_examples} examples, "
               f"{sum(s['file_bytes'] for s in ds.manifest['shards']) >> 20} MiB "
-              "(fastest of 5 interleaved runs each)")
+              "(7 interleaved rounds; ex/s of the fastest run)")
         print(f"  arrow batches: {n_fg / t_fg:,.0f} ex/s vs raw scan {n_raw / t_raw:,.0f} "
-              f"ex/s -> ratio {t_raw / t_fg:.2f}x (target >= 0.8); vs raw scan that also "
-              f"verifies page checksums as fedgroups does: {t_rawv / t_fg:.2f}x; "
+              f"ex/s -> ratio {ratio(raw_b, fg_b)} (target >= 0.8); vs raw scan that also "
+              f"verifies page checksums as fedgroups does: {ratio(raw_bv, fg_b)}; "
               f"{cpu_ratio(raw_b, fg_b)}")
         print(f"  python dicts:  {n_fgd / t_fgd:,.0f} ex/s vs raw to_pylist "
-              f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {t_rawd / t_fgd:.2f}x (target >= 0.8); "
+              f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {ratio(raw_d, fg_d)} (target >= 0.8); "
               f"{cpu_ratio(raw_d, fg_d)}")
 
 
@@ -203,12 +217,13 @@ def bench_torch(work: str, quick: bool) -> None:
         return sum(len(b["x"]) for b in loader)
 
     for output, batch_size in (("batches", 256), ("blocks", 4096)):
-        (t1, n1), (t2, n2) = race([lambda o=output, b=batch_size: run(o, b, 0),
-                                   lambda o=output, b=batch_size: run(o, b, 2)], 3)
+        single, workers = (partial(run, output, batch_size, 0),
+                           partial(run, output, batch_size, 2))
+        (t1, n1), (t2, n2) = race([single, workers], 3)
         assert n1 == n2 == ds.num_examples
         print(f"torch DataLoader, output={output!r}, batch_size={batch_size}: 2 workers "
-              f"{n2 / t2:,.0f} ex/s vs single process {n1 / t1:,.0f} ex/s -> {t1 / t2:.2f}x "
-              "(each run includes starting the workers)")
+              f"{n2 / t2:,.0f} ex/s vs single process {n1 / t1:,.0f} ex/s -> "
+              f"{ratio(single, workers)} (each run includes starting the workers)")
 
 
 def main() -> None:
