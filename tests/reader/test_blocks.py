@@ -194,6 +194,24 @@ def test_small_chunks_change_nothing(small, monkeypatch):
     assert all(list(g) == list(small[g.key]) for g in small.groups(seed=2))
 
 
+def test_groups_kept_past_their_chunk_let_go_of_its_dicts(small, monkeypatch):
+    # a kept group holds its chunk; once the stream is past the chunk, the chunk no
+    # longer holds the dicts of whole row groups, and the group's rows convert afresh
+    monkeypatch.setattr(stream, "CHUNK_GROUPS", 4)
+    monkeypatch.setattr(stream, "FIRST_CHUNK_GROUPS", 4)
+    kept, seen = [], 0
+    for i, g in enumerate(small.groups(seed=5)):
+        if i % 5 == 0:
+            kept.append(g)
+        else:
+            assert list(g) == list(small[g.key])  # the stream runs in dict mode
+        seen += 1
+    assert seen == len(small) and len(kept) > 3
+    assert all(c is None for c in kept[0]._chunk._whole)
+    for g in kept:
+        assert list(g) == list(fg.open(small.root)[g.key]), g.key
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 5000), max_size=200), st.integers(1, 20),
        st.integers(1, 20_000), st.integers(1, 4000))

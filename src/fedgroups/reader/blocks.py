@@ -151,6 +151,13 @@ class Chunk:
     def part(self, slot: int) -> tuple[int, int, int]:
         return self._shard[slot], self._first[slot], self._count[slot]
 
+    def finish(self) -> None:
+        """The stream has handed out all its groups: drop the dicts of whole row groups (a
+        group kept by the caller holds its chunk; its rows are converted afresh if asked)."""
+        with self._lock:
+            self._whole = [None] * len(self._whole)
+            self._dicts = None
+
     def _run(self, k: int) -> _RunBatch:
         rb = self._runs[k]
         if rb is None:

@@ -199,6 +199,7 @@ class GroupStream:
                     self.position += 1  # before handing it out: state_dict() is right
                     yield g
                 feed.release(chunk.codes, chunk.code_rows)
+                chunk.finish()
                 budget = PLAN_PER_CHUNK
         finally:
             planned.clear()
