@@ -144,6 +144,7 @@ class Chunk:
         self._taken = bytearray(len(keys))  # groups whose dicts were handed out
         self._whole: list[list[dict[str, Any]] | None] = [None] * len(uniq)  # see take
         self._lock = threading.Lock()
+        self.handed = 0  # groups handed out by __iter__ (counted before each is)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -228,6 +229,7 @@ class Chunk:
                     for code in needs:
                         feed.resolve(code)
                     g._preload(columns)
+                self.handed = slot + 1
                 yield g
                 continue
             rb = runs[k]
@@ -250,6 +252,7 @@ class Chunk:
                     if every is not None and not taken[slot]:
                         taken[slot] = 1
                         g._ready = ready = [every[x:x + n]]
+            self.handed = slot + 1
             yield g
 
 def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_bytes: int,

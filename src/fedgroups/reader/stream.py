@@ -153,7 +153,8 @@ class GroupStream:
                                f"({len(order)} groups)")
         self.settings = settings
         self.order = order
-        self.position = position
+        self._base = position  # groups handed out before the chunk being handed out
+        self._chunk: Chunk | None = None  # that chunk (it counts what it handed out)
         self._selection = selection
         self._ds = ds
         self._columns = ds._check_columns(columns)
@@ -195,9 +196,10 @@ class GroupStream:
                     return
                 chunk = planned.popleft()
                 ahead -= len(chunk)
-                for g in chunk:
-                    self.position += 1  # before handing it out: state_dict() is right
-                    yield g
+                self._chunk = chunk
+                yield from chunk  # it counts each group before handing it out: see position
+                self._base += len(chunk)
+                self._chunk = None
                 feed.release(chunk.codes, chunk.code_rows)
                 chunk.finish()
                 budget = PLAN_PER_CHUNK
@@ -214,6 +216,12 @@ class GroupStream:
     def __len__(self) -> int:
         """Groups in this stream's epoch (handed out or not)."""
         return len(self.order)
+
+    @property
+    def position(self) -> int:
+        """Groups handed out so far (counting the one the caller has now)."""
+        chunk = self._chunk
+        return self._base + (chunk.handed if chunk is not None else 0)
 
     @property
     def remaining(self) -> int:
