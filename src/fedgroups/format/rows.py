@@ -1,13 +1,14 @@
 """Arrow record batches to Python dicts, the same values as ``RecordBatch.to_pylist()``.
 
 Converting rows to dicts is most of what a stream of small groups costs when the consumer
-iterates examples. ``to_pylist`` makes an Arrow scalar per value and then builds each row
-with a dict lookup per cell. Here a column of numbers, booleans, strings or bytes becomes a
-list through NumPy (one C loop per column) and rows are built by a comprehension generated
-for the column names (a dict literal: CPython's fastest way to make a small dict). Other
+iterates examples. ``to_pylist`` converts each column, then builds each row with a dict
+lookup per cell. Here a long column of numbers, booleans, strings or bytes becomes a list
+through NumPy and rows are built by a comprehension generated for the column names (a dict
+literal: CPython's cheapest way to make a small dict). Other
 types (nested, temporal, decimal, dictionary-encoded, or numbers with nulls) go through
-``to_pylist``, so every value is exactly what pyarrow would give. ~25% less CPU than
-``to_pylist`` for a batch of strings and integers (benchmarks/read.py reports both).
+``to_pylist``, so every value is exactly what pyarrow would give. In a stream of
+10-example groups (benchmarks/read.py) conversion took 220 ms against 292 ms with
+``to_pylist``; converting batch after batch and dropping each result, the two cost the same.
 """
 
 from __future__ import annotations
