@@ -9,7 +9,8 @@
 2. Random access to a 10-example group, uncached (each access decodes its row group), at
    10k and 1M groups of the same size. Target: median(1M) <= 1.5x median(10k).
 3. PyTorch DataLoader with 2 workers against a single process, examples/s, for
-   ``output="batches"`` (one item per group batch of up to 256 rows) and
+   ``output="batches"`` (one item per group batch of up to 256 rows; and the same batches
+   packed into items of up to 8192 rows, unpacked in the main process) and
    ``output="blocks"`` (one item per 4096 rows of consecutive groups).
 
 Run: ``python benchmarks/read.py [--quick] [--workdir DIR]``.
@@ -202,27 +203,29 @@ def bench_torch(work: str, quick: bool) -> None:
         import torch  # noqa: F401
         from torch.utils.data import DataLoader
 
-        from fedgroups.adapters.torch import GroupStreamDataset
+        from fedgroups.adapters.torch import GroupStreamDataset, unpack
     except ImportError:
         print("torch: not installed, skipped")
         return
     path = os.path.join(work, f"stream-{2_000 if quick else 6_000}-~100")
     ds = fg.open(path)
 
-    def run(output: str, batch_size: int, workers: int) -> int:
+    def run(output: str, batch_size: int, workers: int, pack_rows: int | None = None) -> int:
         ds._shards.clear_cache()  # workers start cold: so does the single process
         data = GroupStreamDataset(ds, output=output, batch_size=batch_size,
-                                  columns=["x", "text"])
+                                  columns=["x", "text"], pack_rows=pack_rows)
         loader = DataLoader(data, batch_size=None, num_workers=workers)
-        return sum(len(b["x"]) for b in loader)
+        return sum(len(b["x"]) for b in unpack(loader))
 
-    for output, batch_size in (("batches", 256), ("blocks", 4096)):
+    for output, batch_size, pack in (("batches", 256, None), ("batches", 256, 8192),
+                                     ("blocks", 4096, None)):
         single, workers = (partial(run, output, batch_size, 0),
-                           partial(run, output, batch_size, 2))
+                           partial(run, output, batch_size, 2, pack))
         (t1, n1), (t2, n2) = race([single, workers], 3)
         assert n1 == n2 == ds.num_examples
-        print(f"torch DataLoader, output={output!r}, batch_size={batch_size}: 2 workers "
-              f"{n2 / t2:,.0f} ex/s vs single process {n1 / t1:,.0f} ex/s -> "
+        packed = f", pack_rows={pack} + unpack()" if pack else ""
+        print(f"torch DataLoader, output={output!r}, batch_size={batch_size}{packed}: "
+              f"2 workers {n2 / t2:,.0f} ex/s vs single process {n1 / t1:,.0f} ex/s -> "
               f"{ratio(single, workers)} (each run includes starting the workers)")
 
 

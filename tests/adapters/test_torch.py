@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402 - after the importorskip
 
-from fedgroups.adapters.torch import GroupStreamDataset  # noqa: E402
+from fedgroups.adapters.torch import GroupStreamDataset, unpack  # noqa: E402
 from fedgroups.errors import SettingError  # noqa: E402
 
 
@@ -63,6 +63,30 @@ def test_blocks_pack_consecutive_groups_with_offsets(ads):
     assert sum(len(it["i"]) for it in single) == ads.num_examples
     with pytest.raises(SettingError, match="output"):
         GroupStreamDataset(ads, output="rows")
+
+
+@pytest.mark.parametrize("pack_rows", [1, 7, 64])
+def test_packed_batches_unpack_to_the_same_batches(ads, pack_rows):
+    plain = GroupStreamDataset(ads, output="batches", batch_size=4, columns=["i", "text"],
+                               seed=1)
+    packed = GroupStreamDataset(ads, output="batches", batch_size=4, columns=["i", "text"],
+                                seed=1, pack_rows=pack_rows)
+
+    def rows(items):
+        return [(b["key"], b["i"].tolist(), b["text"]) for b in items]
+
+    want = rows(DataLoader(plain, batch_size=None))
+    items = list(DataLoader(packed, batch_size=None))
+    assert all(len(it["i"]) <= max(pack_rows, 4) for it in items)
+    assert len(items) < len(want) or pack_rows == 1  # far fewer items cross
+    assert rows(unpack(items)) == want  # one process: the very same batches, in order
+    # two workers: each batch once, whole (groups are split among workers, not batches)
+    two = rows(unpack(DataLoader(packed, batch_size=None, num_workers=2)))
+    assert sorted(two) == sorted(want)
+    # unpack passes other items through, so one loop serves both
+    assert rows(unpack(DataLoader(plain, batch_size=None))) == want
+    with pytest.raises(SettingError, match="pack_rows"):
+        GroupStreamDataset(ads, output="groups", pack_rows=8)
 
 
 def test_dataset_pickles_without_handles_or_reloading_the_index(ads, monkeypatch):

@@ -8,7 +8,14 @@ grouped, and torch must not collate them again. Call ``set_epoch(e)`` before eac
 With workers, every item crosses a process boundary (each tensor through its own shared
 memory segment, the rest pickled), which costs far more than reading a small group. So
 ``output="blocks"`` packs the rows of several groups into one item of ``batch_size`` rows,
-with ``keys`` and ``offsets`` saying which rows belong to which group.
+with ``keys`` and ``offsets`` saying which rows belong to which group; and
+``output="batches"`` with ``pack_rows`` packs whole per-group batches into items of up
+to ``pack_rows`` rows, which :func:`unpack` turns back into the per-group batches in the
+main process::
+
+    data = GroupStreamDataset(ds, output="batches", batch_size=256, pack_rows=8192)
+    for batch in unpack(DataLoader(data, batch_size=None, num_workers=4)):
+        ...  # {"key": ..., column: tensor or list}, as without pack_rows
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from fedgroups.format.rows import column_values
 from fedgroups.reader.dataset import Group, GroupedDataset
 
 Output = Literal["groups", "batches", "blocks"]
+_PACKED = "packed_batches"  # marks an item of whole per-group batches (see unpack)
 
 
 def batch_to_torch(batch: pa.RecordBatch | pa.Table) -> dict[str, Any]:
@@ -63,6 +71,9 @@ class GroupStreamDataset(IterableDataset):
         (a LongTensor: piece ``i`` is rows ``offsets[i]:offsets[i+1]``; a group larger
         than ``batch_size`` continues in the next item) and the columns. Far fewer items
         than groups, so the fastest output with ``num_workers > 0``.
+    pack_rows : with ``output="batches"``, yield items of whole per-group batches, up to
+        this many rows each (a batch larger than it alone), for :func:`unpack` to split in
+        the main process: far fewer items to cross from the workers.
     transform : optional ``Group -> item``, run in the worker (e.g. tokenize and pack a
         client's examples); replaces ``output``.
     rank, world_size : default to torch.distributed's when it is initialized, else 0, 1.
@@ -77,6 +88,7 @@ class GroupStreamDataset(IterableDataset):
 
     def __init__(self, dataset: GroupedDataset, *, output: Output = "batches",
                  batch_size: int = 1024, columns: Sequence[str] | None = None,
+                 pack_rows: int | None = None,
                  transform: Callable[[Group], Any] | None = None, shuffle: bool = True,
                  seed: int = 0, epoch: int = 0, rank: int | None = None,
                  world_size: int | None = None, **stream: Any) -> None:
@@ -85,6 +97,10 @@ class GroupStreamDataset(IterableDataset):
             raise SettingError(f"output {output!r} is not one of: groups, batches, blocks")
         if batch_size < 1:
             raise SettingError(f"batch_size must be positive, got {batch_size}")
+        if pack_rows is not None and (output != "batches" or transform is not None
+                                      or pack_rows < 1):
+            raise SettingError(f"pack_rows={pack_rows!r} needs output='batches', no "
+                               "transform, and a positive number of rows")
         for name in ("rank", "world_size", "worker", "num_workers", "state"):
             if name in stream:
                 raise SettingError(f"{name} is set by the DataLoader/torch.distributed, "
@@ -93,6 +109,7 @@ class GroupStreamDataset(IterableDataset):
         self.output = output
         self.batch_size = batch_size
         self.columns = list(columns) if columns is not None else None
+        self.pack_rows = pack_rows
         self.transform = transform
         self.shuffle = shuffle
         self.seed = seed
@@ -120,12 +137,16 @@ class GroupStreamDataset(IterableDataset):
             stream.setdefault("num_threads", 1)
         groups = self.dataset.groups(shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
                                      columns=self.columns, **slot, **stream)
-        if self.output == "blocks" and self.transform is None:
-            clash = {"keys", "offsets"} & set(self.columns or self.dataset.schema.names)
+        if (self.output == "blocks" or self.pack_rows) and self.transform is None:
+            names = self.columns or self.dataset.schema.names
+            clash = {"keys", "offsets", _PACKED} & set(names)
             if clash:
-                raise SettingError(f"column {sorted(clash)[0]!r} clashes with the blocks "
-                                   "output's own fields; select columns= without it")
-            yield from _blocks(groups, self.batch_size, self.columns)
+                raise SettingError(f"column {sorted(clash)[0]!r} clashes with the packed "
+                                   "items' own fields; select columns= without it")
+            if self.pack_rows:
+                yield from _packs(groups, self.batch_size, self.pack_rows, self.columns)
+            else:
+                yield from _blocks(groups, self.batch_size, self.columns)
             return
         for g in groups:
             if self.transform is not None:
@@ -170,3 +191,36 @@ def _pack(pieces: list[pa.RecordBatch], keys: list[Any]) -> dict[str, Any]:
         columns = {c: torch.cat([p[c] for p in parts]) if isinstance(parts[0][c], torch.Tensor)
                    else [v for p in parts for v in p[c]] for c in parts[0]}
     return {"keys": keys, "offsets": offsets, **columns}
+
+
+def _packs(groups: Iterable[Group], batch_size: int, pack_rows: int,
+           columns: list[str] | None) -> Iterator[dict[str, Any]]:
+    """Items of whole per-group batches (``Group.batches(batch_size)``), consecutive,
+    up to ``pack_rows`` rows each; a batch that would not fit starts the next item."""
+    pending: list[pa.RecordBatch] = []
+    keys: list[Any] = []
+    held = 0
+    for g in groups:
+        for b in g.batches(batch_size, columns):
+            if held and held + b.num_rows > pack_rows:
+                yield {**_pack(pending, keys), _PACKED: True}
+                pending, keys, held = [], [], 0
+            pending.append(b)
+            keys.append(g.key)
+            held += b.num_rows
+    if pending:
+        yield {**_pack(pending, keys), _PACKED: True}
+
+
+def unpack(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The per-group batches packed by ``GroupStreamDataset(..., pack_rows=...)``, as
+    ``{"key": ..., column: tensor (a view) or list}``, in the order packed; other items
+    (e.g. from a dataset without ``pack_rows``) pass through unchanged."""
+    for item in items:
+        if not item.get(_PACKED):
+            yield item
+            continue
+        offsets = item["offsets"].tolist()
+        names = [c for c in item if c not in ("keys", "offsets", _PACKED)]
+        for key, lo, hi in zip(item["keys"], offsets, offsets[1:]):
+            yield {"key": key, **{c: item[c][lo:hi] for c in names}}
