@@ -11,9 +11,11 @@ plans a *chunk* (up to a thousand consecutive groups of its order, see stream.py
    it only if Arrow has not decoded it yet; the feed checks every row of it against the
    index once) and its Group is made with the row group and its row range:
    ``batches()`` hands out a zero-copy slice;
-3. Python dicts, when the consumer asks a group for them, are made for it and the groups
-   after it, a few thousand rows in one ``to_pylist`` (:class:`DictBlock`), and handed out
-   per group, once.
+3. Python dicts are a slice of the group's row group converted whole (when the planned
+   chunks need most of it: see RowGroupFeed.dicts), made with the group while the
+   consumer takes every group's dicts; or, else, made when asked for, with the groups
+   after it, a few thousand rows in one ``to_dicts`` (:class:`DictBlock`). Either way
+   handed out per group, once.
 
 Groups in several parts or crossing a row group boundary are read whole, once their row
 groups are in the shard cache. Groups larger than ``preload_bytes`` stay lazy, so a group
@@ -47,7 +49,7 @@ class DictBlock:
     so a group iterated twice converts its Arrow rows again and never shares dicts). The
     first request converts that group and small ones after it (those whose row groups are
     decoded and not converted whole by the feed), up to ``UNIT_ROWS`` rows, in one
-    ``to_pylist``: one call instead of one per group, and few dicts alive at a time. A
+    ``to_dicts``: one call instead of one per group, and few dicts alive at a time. A
     group of ``ALONE_ROWS`` or more is converted on its own: its call overhead is already
     small per row, and joining it to others would cost a copy.
     """

@@ -243,12 +243,6 @@ class ShardCache:
                          ) -> _RunBatch | None:
         return self._cache.peek((shard, rg, columns))
 
-    def read_table(self, shard: int, rg: int, columns: tuple[str, ...]) -> pa.Table:
-        """Row group ``rg`` of ``shard`` with the key column, uncached and unchecked: only
-        the decoding, for a thread to do (one call that releases the GIL; the rest of
-        :meth:`run_batch`'s work is many short calls, cheaper where the GIL is held)."""
-        return self.get(shard).read_row_group(rg, [*columns, KEY_COLUMN])
-
     def read_group_rows(self, shard: int, first: int, count: int, columns: list[str],
                         key: Any) -> Iterator[pa.RecordBatch]:
         """The rows of one group part, row group by row group, checked against ``key``."""
