@@ -85,6 +85,7 @@ def test_packed_batches_unpack_to_the_same_batches(ads, pack_rows):
     assert sorted(two) == sorted(want)
     # unpack passes other items through, so one loop serves both
     assert rows(unpack(DataLoader(plain, batch_size=None))) == want
+    assert list(unpack([("a transform's", 1)])) == [("a transform's", 1)]
     with pytest.raises(SettingError, match="pack_rows"):
         GroupStreamDataset(ads, output="groups", pack_rows=8)
 

@@ -217,7 +217,7 @@ def unpack(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     ``{"key": ..., column: tensor (a view) or list}``, in the order packed; other items
     (e.g. from a dataset without ``pack_rows``) pass through unchanged."""
     for item in items:
-        if not item.get(_PACKED):
+        if not (isinstance(item, dict) and item.get(_PACKED)):
             yield item
             continue
         offsets = item["offsets"].tolist()
