@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import PeakMemory, make_c4_like
 
-from fedgroups.build.plan import parse_bytes
+from fedgroups.engine.plan import parse_bytes
 
 
 def plain_rewrite(paths: list[str], out_dir: str) -> tuple[float, float]:

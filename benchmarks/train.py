@@ -61,7 +61,7 @@ Packer = Callable[[Any], ClientData]
 
 
 def build_data(root: Path) -> str:
-    from fedgroups.build.api import build
+    from fedgroups.engine.api import build
 
     out = root / "stdlib"
     build("stdlib:", "field:package", str(out), progress=False)

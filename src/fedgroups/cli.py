@@ -96,7 +96,7 @@ def _add_build(sub: Any) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from fedgroups.build.api import build
+    from fedgroups.engine.api import build
 
     kwargs: dict[str, Any] = {}
     source, key, out = args.source, args.key, args.out

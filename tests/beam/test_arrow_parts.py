@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedgroups.build.beam_arrow import (
+from fedgroups.engine.beam_arrow import (
     ChunkCutter,
     PartitionSorter,
     decode_chunk,

@@ -11,7 +11,7 @@ from fedgroups.errors import SettingError
 
 
 def test_import_fedgroups_does_not_import_beam():
-    code = ("import sys, fedgroups, fedgroups.build.api, fedgroups.sources; "
+    code = ("import sys, fedgroups, fedgroups.engine.api, fedgroups.sources; "
             "assert 'apache_beam' not in sys.modules, 'beam imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import fedgroups as fg
 from fedgroups.format.verify import verify
-from tests.build.helpers import canonical, dataset_multiset, shard_key_counts
+from tests.engine.helpers import canonical, dataset_multiset, shard_key_counts
 
 # Keys that are ordinary data even though they look like paths, CSV or markup.
 AWKWARD_KEYS = st.one_of(

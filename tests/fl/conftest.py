@@ -74,10 +74,8 @@ class MemoryDataset:
 
 
 def _real_reader() -> bool:
-    # fedgroups.build.api.build rather than fg.build: importing the fedgroups.build package
-    # rebinds the attribute fg.build to the subpackage (reported to the lead).
     try:
-        from fedgroups.build.api import build  # noqa: F401
+        from fedgroups.engine.api import build  # noqa: F401
         from fedgroups.reader.dataset import open  # noqa: F401
     except ImportError:
         return False
@@ -96,7 +94,7 @@ def make_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     def make(records: list[dict[str, Any]], name: str = "ds") -> str:
         out = tmp_path / name
         if _real_reader():
-            from fedgroups.build.api import build
+            from fedgroups.engine.api import build
 
             build(records, "field:user", str(out), progress=False)
         else:

@@ -1,5 +1,5 @@
-"""Build engines: plan (pure), local (embedded default), beam (Apache Beam runners)."""
+"""Build engines: plan (pure), the shared sort/cut/write core, local (embedded default), beam.
 
-from fedgroups.build.api import BuildReport, build
-
-__all__ = ["BuildReport", "build"]
+The function that users call is ``fedgroups.build`` (defined in ``engine/api.py``); this
+package holds the engines behind it and imports nothing on its own.
+"""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from fedgroups.build.plan import make_plan, parse_bytes
+from fedgroups.engine.plan import make_plan, parse_bytes
 from fedgroups.errors import SettingError
 from fedgroups.format.finish import finish
 from fedgroups.format.publish import check_output, make_staging, publish, remove_stale_staging
@@ -113,7 +113,7 @@ def build(
     text_col = choose_text_column(src.schema, text_column)
     t0 = time.perf_counter()
     if engine == "beam":  # the pipeline writes index and manifest itself, as its last step
-        from fedgroups.build.beam import run_beam
+        from fedgroups.engine.beam import run_beam
         manifest, stats = run_beam(
             src, keyfn, out=out, overwrite=overwrite, text_column=text_col,
             on_missing_key=on_missing_key, num_shards=num_partitions,
@@ -127,7 +127,7 @@ def build(
                          estimated_bytes=src.estimated_bytes, num_partitions=num_partitions)
         if plan_overrides:  # tests exercise the out-of-core paths with tiny budgets
             plan = dataclasses.replace(plan, **plan_overrides)
-        from fedgroups.build.local import run_local
+        from fedgroups.engine.local import run_local
         results, schema, stats = run_local(src, keyfn, staging=staging, plan=plan,
                                            text_column=text_col, shard_bytes=max_shard,
                                            on_missing_key=on_missing_key, progress=progress)

@@ -32,7 +32,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import GlobalWindows
 
-from fedgroups.build.beam_arrow import (
+from fedgroups.engine.beam_arrow import (
     CHUNK_BYTES,
     SORT_BUDGET,
     ChunkCutter,
@@ -45,8 +45,8 @@ from fedgroups.build.beam_arrow import (
     upload,
     write_partition,
 )
-from fedgroups.build.plan import parse_bytes
-from fedgroups.build.runs import UNIT_SHIFT, MapResult, key_batch
+from fedgroups.engine.plan import parse_bytes
+from fedgroups.engine.runs import UNIT_SHIFT, MapResult, key_batch
 from fedgroups.errors import FedGroupsError, SettingError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.writer import SHARD_BYTES
@@ -248,7 +248,7 @@ class Layout:
         return output_schema(schema, summary.key_type(self.key_spec))
 
     def text(self, summary: MapSummary) -> str | None:
-        from fedgroups.build.api import choose_text_column
+        from fedgroups.engine.api import choose_text_column
         return choose_text_column(self.schema(summary), self.text_column)
 
 
@@ -328,7 +328,7 @@ def run_beam(
     The pipeline's last step writes the index and then the manifest (and, for a local OUT,
     renames the staging directory into place), so a failed or cancelled job leaves nothing
     that opens as a dataset."""
-    from fedgroups.build.beam_write import Commit, prepare_root, read_result_manifest
+    from fedgroups.engine.beam_write import Commit, prepare_root, read_result_manifest
 
     options = PipelineOptions(pipeline_options)
     settings = BeamSettings.from_options(options, num_shards or default_num_shards(

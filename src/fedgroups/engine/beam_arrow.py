@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fedgroups.build.reduce import merge_sorted_runs
-from fedgroups.build.runs import RUN_BATCH_ROWS
+from fedgroups.engine.reduce import merge_sorted_runs
+from fedgroups.engine.runs import RUN_BATCH_ROWS
 from fedgroups.errors import KeyFunctionError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.manifest import file_sha256

@@ -18,14 +18,14 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from fedgroups.build.beam import (
+from fedgroups.engine.beam import (
     BeamSettings,
     GroupAndWrite,
     Layout,
     _KeyAndCut,
     summarize,
 )
-from fedgroups.build.beam_arrow import (
+from fedgroups.engine.beam_arrow import (
     SORT_BUDGET,
     MapSummary,
     content_ordinals,
@@ -33,8 +33,8 @@ from fedgroups.build.beam_arrow import (
     is_remote,
     upload,
 )
-from fedgroups.build.plan import parse_bytes
-from fedgroups.build.runs import MapResult
+from fedgroups.engine.plan import parse_bytes
+from fedgroups.engine.runs import MapResult
 from fedgroups.errors import OutputExistsError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult, finish
 from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE

@@ -16,10 +16,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from fedgroups.build.plan import BuildPlan
-from fedgroups.build.progress import Progress
-from fedgroups.build.reduce import reduce_partition
-from fedgroups.build.runs import MapResult, Run, map_units
+from fedgroups.engine.plan import BuildPlan
+from fedgroups.engine.progress import Progress
+from fedgroups.engine.reduce import reduce_partition
+from fedgroups.engine.runs import MapResult, Run, map_units
 from fedgroups.errors import KeyFunctionError, SourceError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.spec import KEY_COLUMN

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fedgroups.build.runs import RUN_BATCH_ROWS, Run
+from fedgroups.engine.runs import RUN_BATCH_ROWS, Run
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.manifest import file_sha256
 from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN

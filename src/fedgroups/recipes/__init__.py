@@ -47,7 +47,7 @@ _BUILD_KEYS = {"workers", "memory_limit", "overwrite", "engine", "text_column",
 def build_recipe(name: str, out: str | os.PathLike[str], *, split: str = "train",
                  options: dict[str, Any] | None = None, **build_kwargs: Any) -> Any:
     """Build recipe ``name`` into ``out``; ``options`` are the recipe's, the rest fg.build's."""
-    from fedgroups.build.api import build
+    from fedgroups.engine.api import build
 
     unknown = sorted(set(build_kwargs) - _BUILD_KEYS)
     if unknown:
