@@ -56,6 +56,7 @@ def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
         ("dropped examples", f"{t['dropped_examples']:,}"),
         ("shards", f"{t['shards']}  ({_human_bytes(sum(s['file_bytes'] for s in manifest['shards']))} on disk)"),
         ("key", f"{manifest['key'].get('spec')}  ({manifest['key']['type']})"),
+        ("group columns", ", ".join(manifest.get("group_columns", [])) or "none"),
         ("source", _describe_source(src)),
         ("schema", cols),
         ("built", f"{manifest['created']} by fedgroups {manifest['fedgroups_version']}, "
@@ -87,6 +88,9 @@ def _add_build(sub: Any) -> None:
     p.add_argument("--on-missing-key", choices=["error", "drop"], default=None,
                    help="what to do with examples whose key is missing: error (default) or "
                    "drop (count and report them)")
+    p.add_argument("--group-columns", default=None, metavar="A,B",
+                   help="source columns constant within each group (e.g. family,lang), "
+                   "recorded per group in the index; an error names a group where one varies")
     p.add_argument("--engine", choices=["local", "beam"], default="local")
     p.add_argument("--num-shards", type=int, default=None, help="partitions (default: planned "
                    "from the input size and memory limit)")
@@ -128,6 +132,8 @@ def _run_build(args: argparse.Namespace) -> int:
         kwargs["on_missing_key"] = args.on_missing_key
     if args.split is not None:
         kwargs["split"] = args.split
+    if args.group_columns is not None:
+        kwargs["group_columns"] = args.group_columns
     report = build(source, key, out, **kwargs)
     m = report.manifest
     rows = info_rows(m)[:7] + [

@@ -15,6 +15,10 @@ class KeyFunctionError(FedGroupsError):
     """The key function failed, or returned something that is not a key."""
 
 
+class GroupColumnError(FedGroupsError):
+    """A group column (``--group-columns``) does not hold one value per group."""
+
+
 class OutputExistsError(FedGroupsError):
     """The output directory already holds something and --overwrite was not given."""
 

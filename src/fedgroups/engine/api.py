@@ -15,6 +15,7 @@ import pyarrow as pa
 from fedgroups.engine.plan import make_plan, parse_bytes
 from fedgroups.errors import SettingError
 from fedgroups.format.finish import finish
+from fedgroups.format.group_columns import group_fields, parse_group_columns
 from fedgroups.format.publish import check_output, make_staging, publish, remove_stale_staging
 from fedgroups.keys.functions import KeyFunction, parse_key
 from fedgroups.sources import Source, make_source
@@ -65,6 +66,7 @@ def build(
     shard_size: str | int = "512MB",
     pipeline_options: Sequence[str] | None = None,
     progress: bool | None = None,
+    group_columns: str | Sequence[str] | None = None,
     _plan_overrides: dict[str, int] | None = None,
 ) -> BuildReport:
     """Group ``source`` by ``key`` and write a grouped dataset at ``out``.
@@ -79,6 +81,9 @@ def build(
     on_missing_key : ``"error"`` (default) stops at the first example with no key;
         ``"drop"`` drops such examples and counts them in the manifest.
     shard_size : largest shard file (uncompressed rows); a bigger group is split into parts.
+    group_columns : source columns constant within each group (``("family", "lang")`` or
+        ``"family,lang"``), recorded per group in the index (``GroupedDataset.group_table``);
+        a column that varies within a group is a ``GroupColumnError`` naming the group.
 
     Examples
     --------
@@ -108,15 +113,18 @@ def build(
     if not remote:
         check_output(out, overwrite)
     keyfn = parse_key(key)
+    gcols = parse_group_columns(group_columns)
     src: Source = make_source(source, format=format, split=split)
-    keyfn.check_columns(src.schema, str(src.description.get("spec") or src.description))
+    where = str(src.description.get("spec") or src.description)
+    keyfn.check_columns(src.schema, where)
+    group_fields(src.schema, gcols, where)
     text_col = choose_text_column(src.schema, text_column)
     t0 = time.perf_counter()
     if engine == "beam":  # the pipeline writes index and manifest itself, as its last step
         from fedgroups.engine.beam import run_beam
         manifest, stats = run_beam(
             src, keyfn, out=out, overwrite=overwrite, text_column=text_col,
-            on_missing_key=on_missing_key, num_shards=num_partitions,
+            on_missing_key=on_missing_key, num_shards=num_partitions, group_columns=gcols,
             pipeline_options=list(pipeline_options or []))
         return BuildReport(path=out, manifest=manifest, seconds=time.perf_counter() - t0,
                            stats=stats)
@@ -130,7 +138,8 @@ def build(
         from fedgroups.engine.local import run_local
         results, schema, stats = run_local(src, keyfn, staging=staging, plan=plan,
                                            text_column=text_col, shard_bytes=max_shard,
-                                           on_missing_key=on_missing_key, progress=progress)
+                                           on_missing_key=on_missing_key, progress=progress,
+                                           group_columns=gcols)
         settings = {"engine": "local", "workers": plan.workers,
                     "memory_limit": plan.memory_limit,
                     "num_partitions": plan.num_partitions, "shard_bytes": max_shard,
@@ -139,7 +148,8 @@ def build(
         settings["seconds"] = round(seconds, 3)
         manifest = finish(staging, results, schema=schema, key_description=keyfn.describe(),
                           source_description=src.description, build_settings=settings,
-                          text_column=text_col, dropped=int(stats.get("dropped", 0)))
+                          text_column=text_col, dropped=int(stats.get("dropped", 0)),
+                          group_columns=gcols)
         publish(staging, out, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -49,6 +49,7 @@ from fedgroups.engine.plan import parse_bytes
 from fedgroups.engine.runs import UNIT_SHIFT, MapResult, key_batch
 from fedgroups.errors import FedGroupsError, SettingError
 from fedgroups.format.finish import PartitionResult
+from fedgroups.format.group_columns import group_fields
 from fedgroups.format.writer import SHARD_BYTES
 from fedgroups.keys.functions import KeyFunction
 from fedgroups.sources.base import Source
@@ -240,11 +241,13 @@ class Layout:
     key_spec: str
     input_schema: pa.Schema | None  # None: inferred from a PCollection (in the summary)
     text_column: str | None  # may be "auto" while the schema is unknown
+    group_columns: tuple[str, ...] = ()
 
     def schema(self, summary: MapSummary) -> pa.Schema:
         schema = self.input_schema or summary.schema
         if schema is None:
             raise SettingError("no schema: the input had no examples")
+        group_fields(schema, self.group_columns, "the input")
         return output_schema(schema, summary.key_type(self.key_spec))
 
     def text(self, summary: MapSummary) -> str | None:
@@ -267,7 +270,7 @@ class _WritePartitions(beam.DoFn):
             result, counters = write_partition(
                 partition, chunks, root=root, schema=self.layout.schema(summary),
                 text_column=self.layout.text(summary), sort_budget=self.settings.sort_budget,
-                shard_bytes=self.settings.shard_bytes)
+                shard_bytes=self.settings.shard_bytes, group_columns=self.layout.group_columns)
             if remote:
                 for shard in result.shards:
                     upload(os.path.join(root, shard["path"]), f"{self.layout.root}/{shard['path']}")
@@ -322,6 +325,7 @@ def counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
 def run_beam(
     src: Source, keyfn: KeyFunction, *, out: str, overwrite: bool, text_column: str | None,
     on_missing_key: str, num_shards: int | None, pipeline_options: list[str],
+    group_columns: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build ``out`` on the runner the options name; return (manifest, statistics).
 
@@ -335,7 +339,7 @@ def run_beam(
         src.estimated_bytes))
     root = prepare_root(out, overwrite)
     layout = Layout(root=root, key_spec=keyfn.spec, input_schema=src.schema,
-                    text_column=text_column)
+                    text_column=text_column, group_columns=group_columns)
     build_settings = {"engine": "beam",
                       "runner": options.view_as(StandardOptions).runner or "DirectRunner",
                       "num_partitions": settings.num_shards, **{

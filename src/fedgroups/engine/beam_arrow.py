@@ -250,7 +250,7 @@ class PartitionSorter:
 def write_partition(
     partition: int, chunks: Iterable[bytes], *, root: str, schema: pa.Schema,
     text_column: str | None, sort_budget: int = SORT_BUDGET, shard_bytes: int = SHARD_BYTES,
-    scratch_parent: str | None = None,
+    scratch_parent: str | None = None, group_columns: tuple[str, ...] = (),
 ) -> tuple[PartitionResult, dict[str, int]]:
     """Sort one partition's chunks and write its shard files under ``root``.
 
@@ -268,7 +268,8 @@ def write_partition(
             sorter.add(table)
         writer = ShardWriter(root=root, partition=partition, schema=schema,
                              text_column=text_column, shard_bytes=shard_bytes,
-                             row_group_bytes=max(1 << 10, min(ROW_GROUP_BYTES, shard_bytes // 4)))
+                             row_group_bytes=max(1 << 10, min(ROW_GROUP_BYTES, shard_bytes // 4)),
+                             group_columns=group_columns)
         for table in sorter.sorted_tables():
             writer.write(table.drop_columns([ORDINAL_COLUMN]))
         index = writer.close()

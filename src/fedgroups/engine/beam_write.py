@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -37,6 +37,7 @@ from fedgroups.engine.plan import parse_bytes
 from fedgroups.engine.runs import MapResult
 from fedgroups.errors import OutputExistsError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult, finish
+from fedgroups.format.group_columns import parse_group_columns
 from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE
 from fedgroups.format.writer import SHARD_BYTES
 from fedgroups.keys.functions import KeyFunction, parse_key
@@ -90,7 +91,7 @@ class Commit:
             "schema": self.layout.schema(summary), "key_description": self.keyfn.describe(),
             "source_description": self.source,
             "build_settings": self.settings, "text_column": self.layout.text(summary),
-            "dropped": summary.dropped}
+            "dropped": summary.dropped, "group_columns": self.layout.group_columns}
         if not is_remote(self.out):
             manifest = finish(self.layout.root, results, **args)
             publish(self.layout.root, self.out, self.overwrite)
@@ -150,6 +151,7 @@ class WriteGrouped(beam.PTransform):
     schema : the Arrow schema of the examples; inferred (and unified) when omitted.
     num_shards : partitions: reduce tasks and shard-file prefixes. About input bytes / 256MB.
     sort_budget : data a reduce worker sorts in memory before spilling runs to local disk.
+    group_columns : columns constant within each group, recorded per group in the index.
 
     Within a group, rows are ordered by a hash of their content (a PCollection has no
     order); ``fg.build(..., engine="beam")`` keeps the source order instead.
@@ -167,6 +169,7 @@ class WriteGrouped(beam.PTransform):
         text_column: str | None = "auto", on_missing_key: str = "error", num_shards: int = 32,
         sort_budget: str | int = SORT_BUDGET, shard_bytes: str | int = SHARD_BYTES,
         compression: str | None = "lz4", overwrite: bool = False,
+        group_columns: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if on_missing_key not in ("error", "drop"):
@@ -174,6 +177,7 @@ class WriteGrouped(beam.PTransform):
         out = os.fspath(out)
         self.out = out if is_remote(out) else os.path.abspath(out)
         self.keyfn = parse_key(key)
+        self.group_columns = parse_group_columns(group_columns)
         self.schema = schema
         self.text_column = text_column
         self.on_missing_key = on_missing_key
@@ -185,7 +189,7 @@ class WriteGrouped(beam.PTransform):
     def expand(self, examples: beam.PCollection) -> beam.PCollection:
         root = prepare_root(self.out, self.overwrite)
         layout = Layout(root=root, key_spec=self.keyfn.spec, input_schema=self.schema,
-                        text_column=self.text_column)
+                        text_column=self.text_column, group_columns=self.group_columns)
         source = _PCollectionInput(description={"kind": "beam-pcollection"}, num_units=0,
                                    schema=self.schema or pa.schema([]))
         fn = _KeyRows(self.schema, source, self.keyfn, self.settings, self.on_missing_key)

@@ -52,14 +52,15 @@ def _map_task(task: int, units: list[int]) -> MapResult:
 
 
 def _reduce_task(partition: int, runs: list[Run], root: str, schema: pa.Schema,
-                 text_column: str | None, shard_bytes: int) -> PartitionResult:
+                 text_column: str | None, shard_bytes: int,
+                 group_columns: tuple[str, ...]) -> PartitionResult:
     s = _STATE
     assert s is not None
     try:
         return reduce_partition(partition, runs, root=root, schema=schema,
                                 text_column=text_column, shard_bytes=shard_bytes,
                                 sort_in_memory_bytes=s.plan.sort_in_memory_bytes,
-                                scratch=s.runs_root)
+                                scratch=s.runs_root, group_columns=group_columns)
     finally:
         pa.default_memory_pool().release_unused()
 
@@ -97,7 +98,7 @@ def _run_all(pool: ProcessPoolExecutor | None, fn: Any, calls: list[tuple], bar:
 
 def run_local(
     source: Source, keyfn: KeyFunction, *, staging: str, plan: BuildPlan, text_column: str | None,
-    on_missing_key: str, progress: bool, shard_bytes: int,
+    on_missing_key: str, progress: bool, shard_bytes: int, group_columns: tuple[str, ...] = (),
 ) -> tuple[list[PartitionResult], pa.Schema, dict[str, Any]]:
     """Build into ``staging``; return partition results, output schema and statistics."""
     global _STATE
@@ -143,8 +144,8 @@ def run_local(
         t1 = time.perf_counter()
         with Progress("writing", total=len(order), unit="part", enabled=progress) as bar:
             parts = _run_all(pool, _reduce_task,
-                             [(p, by_partition[p], staging, schema, text_column, shard_bytes)
-                              for p in order],
+                             [(p, by_partition[p], staging, schema, text_column, shard_bytes,
+                               group_columns) for p in order],
                              bar, advance=lambda _: 1)
         stats["reduce_seconds"] = time.perf_counter() - t1
         stats.update(rows_in=rows_in, dropped=dropped,

@@ -125,11 +125,13 @@ def _merge_to_file(paths: list[str], out: str) -> None:
 def reduce_partition(
     partition: int, runs: list[Run], *, root: str, schema: pa.Schema, text_column: str | None,
     sort_in_memory_bytes: int, scratch: str, shard_bytes: int = SHARD_BYTES,
+    group_columns: tuple[str, ...] = (),
 ) -> PartitionResult:
     """Sort/merge one partition's runs and write its shards under ``root``."""
     writer = ShardWriter(root=root, partition=partition, schema=schema, text_column=text_column,
                          shard_bytes=shard_bytes,
-                         row_group_bytes=min(ROW_GROUP_BYTES, max(shard_bytes // 4, 1)))
+                         row_group_bytes=min(ROW_GROUP_BYTES, max(shard_bytes // 4, 1)),
+                         group_columns=group_columns)
     total = sum(r.num_bytes for r in runs)
     if total <= sort_in_memory_bytes or len(runs) == 1 and runs[0].num_bytes <= sort_in_memory_bytes:
         tables = [_read_run(r.path) for r in runs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedgroups.format.group_columns import group_fields
 from fedgroups.format.manifest import file_sha256, now_iso, schema_to_json, write_json_atomic
 from fedgroups.format.spec import (
     FORMAT_NAME,
@@ -42,6 +44,7 @@ def finish(
     build_settings: dict[str, Any],
     text_column: str | None,
     dropped: int = 0,
+    group_columns: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write index.parquet and then manifest.json into ``root``; return the manifest."""
     from fedgroups import __version__
@@ -55,7 +58,7 @@ def finish(
             tables.append(r.index.set_column(r.index.schema.get_field_index("shard"), "shard",
                                              shard_col.cast(pa.int32())))
         shards.extend(r.shards)
-    ischema = index_schema(key_type)
+    ischema = index_schema(key_type, group_fields(schema, group_columns, "the shard schema"))
     index = pa.concat_tables(tables).cast(ischema) if tables else ischema.empty_table()
     index = index.sort_by([("key", "ascending"), ("part", "ascending")])
     index_path = os.path.join(root, INDEX_FILE)
@@ -80,6 +83,7 @@ def finish(
         "fedgroups_version": __version__,
         "key": {**key_description, "column": KEY_COLUMN, "type": key_type_name(key_type)},
         "text_column": text_column,
+        "group_columns": list(group_columns),
         "source": source_description,
         "build": build_settings,
         "schema": schema_to_json(schema),

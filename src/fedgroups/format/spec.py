@@ -11,6 +11,8 @@ Everything here is plain data: no code runs when a dataset is opened.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 
 FORMAT_NAME = "fedgroups.grouped-dataset"
@@ -21,6 +23,8 @@ SHARDS_DIR = "shards"
 KEY_COLUMN = "__group__"
 # Column added while building to keep each group's rows in source order; never written.
 ORDINAL_COLUMN = "__ordinal__"
+# Index columns holding a group column's value (``--group-columns``) are named with this.
+GROUP_COLUMN_PREFIX = "group_column."
 
 KEY_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -36,8 +40,8 @@ def key_type_name(t: pa.DataType) -> str:
     raise ValueError(f"not a key type: {t}")
 
 
-def index_schema(key_type: pa.DataType) -> pa.Schema:
-    """Schema of index.parquet: one row per (group, part)."""
+def index_schema(key_type: pa.DataType, group_fields: Sequence[pa.Field] = ()) -> pa.Schema:
+    """Schema of index.parquet: one row per (group, part), then any group columns."""
     return pa.schema(
         [
             pa.field("key", key_type, nullable=False),
@@ -47,6 +51,7 @@ def index_schema(key_type: pa.DataType) -> pa.Schema:
             pa.field("num_rows", pa.int64(), nullable=False),
             pa.field("num_bytes", pa.int64(), nullable=False),  # uncompressed bytes of the rows
             pa.field("num_words", pa.int64(), nullable=False),  # whitespace words in text column
+            *group_fields,  # group_column.<name>: the group's value, on every part row
         ]
     )
 

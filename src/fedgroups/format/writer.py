@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedgroups.format.group_columns import check_continues, group_fields, run_values
 from fedgroups.format.rowstats import row_bytes, word_counts
 from fedgroups.format.spec import KEY_COLUMN, index_schema, shard_name
 
@@ -50,6 +51,7 @@ class _Run:
     num_rows: int
     num_bytes: int
     num_words: int
+    values: dict[str, pa.Array] = field(default_factory=dict)  # group columns, one row each
 
 
 @dataclass
@@ -63,11 +65,13 @@ class ShardWriter:
     row_group_bytes: int = ROW_GROUP_BYTES
     shard_bytes: int = SHARD_BYTES
     compression: str = "snappy"
+    group_columns: tuple[str, ...] = ()  # checked constant per group, recorded in the index
     shards: list[ShardFile] = field(default_factory=list)
     _writer: pq.ParquetWriter | None = None
     _pending: _Run | None = None
     _cols: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _keys: list[pa.Array] = field(default_factory=list)
+    _values: dict[str, list[pa.Array]] = field(default_factory=dict)
 
     def _open_shard(self) -> None:
         if self._writer is not None:
@@ -116,10 +120,12 @@ class ShardWriter:
         run_bytes = np.add.reduceat(sizes, starts)
         run_words = np.add.reduceat(words, starts)
         first_key = keys[0].as_py()
+        values = run_values(chunk, self.group_columns, starts, keys)
         i0 = 0
         shard_idx = len(self.shards) - 1
         if self._pending is not None and self._pending.key == first_key:
             p = self._pending
+            check_continues(first_key, p.values, {n: v.slice(0, 1) for n, v in values.items()})
             if p.shard == shard_idx:  # same group continues in the same shard file
                 p.num_rows += int(run_rows[0])
                 p.num_bytes += int(run_bytes[0])
@@ -127,7 +133,8 @@ class ShardWriter:
             else:  # the group crosses into a new shard file: a new part
                 self._flush_pending()
                 self._pending = _Run(first_key, p.part + 1, shard_idx, shard.num_rows,
-                                     int(run_rows[0]), int(run_bytes[0]), int(run_words[0]))
+                                     int(run_rows[0]), int(run_bytes[0]), int(run_words[0]),
+                                     p.values)
             i0 = 1
         if i0 < len(starts):
             self._flush_pending()
@@ -142,9 +149,12 @@ class ShardWriter:
                 self._append("num_rows", run_rows[sl])
                 self._append("num_bytes", run_bytes[sl])
                 self._append("num_words", run_words[sl])
+                for n, v in values.items():
+                    self._values.setdefault(n, []).append(v.slice(i0, last - i0))
             self._pending = _Run(keys[int(starts[last])].as_py(), 0, shard_idx,
                                  shard.num_rows + int(starts[last]), int(run_rows[last]),
-                                 int(run_bytes[last]), int(run_words[last]))
+                                 int(run_bytes[last]), int(run_words[last]),
+                                 {n: v.slice(last, 1) for n, v in values.items()})
         shard.num_rows += chunk.num_rows
         shard.num_bytes += int(sizes.sum())
 
@@ -158,6 +168,8 @@ class ShardWriter:
         self._keys.append(pa.array([p.key], type=self.schema.field(KEY_COLUMN).type))
         for name in ("part", "shard", "first_row", "num_rows", "num_bytes", "num_words"):
             self._append(name, np.array([getattr(p, name)]))
+        for n, v in p.values.items():
+            self._values.setdefault(n, []).append(v)
         self._pending = None
 
     def close(self) -> pa.Table:
@@ -167,12 +179,15 @@ class ShardWriter:
             self._writer.close()
             self._writer = None
         key_type = self.schema.field(KEY_COLUMN).type
-        schema = index_schema(key_type)
+        fields = group_fields(self.schema, self.group_columns, "the shard schema")
+        schema = index_schema(key_type, fields)
         if not self._keys:
             return schema.empty_table()
         cols = {"key": pa.concat_arrays([k.cast(key_type) for k in self._keys])}
+        for f, name in zip(fields, self.group_columns):
+            cols[f.name] = pa.concat_arrays(self._values[name])
         for f in schema:
-            if f.name != "key":
+            if f.name not in cols:
                 cols[f.name] = pa.array(np.concatenate(self._cols[f.name]).astype(
                     f.type.to_pandas_dtype()), type=f.type)
         return pa.table(cols, schema=schema)
