@@ -7,13 +7,30 @@ from typing import Any
 
 import pyarrow as pa
 
-from fedgroups.errors import SettingError
+from fedgroups.errors import SettingError, SourceError
+from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
 from fedgroups.sources.base import Source
 
+RESERVED_COLUMNS = (KEY_COLUMN, ORDINAL_COLUMN)
 
-def make_source(source: Any, *, format: str | None = None, split: str | None = None) -> Source:
+
+def make_source(source: Any, *, format: str | None = None, split: str | None = None,
+                encoding_errors: str = "strict") -> Source:
     """Turn what the user passed (a path, a spec, a table, a datasets object, an iterable)
-    into a Source."""
+    into a Source. Its columns may not use the names the format reserves."""
+    src = _make_source(source, format=format, split=split, encoding_errors=encoding_errors)
+    taken = [n for n in src.schema.names if n in RESERVED_COLUMNS]
+    if taken:
+        raise SourceError(
+            f"{src.description.get('spec') or src.description.get('paths') or 'the input'}: "
+            f"column {taken[0]!r} has a name fedgroups reserves ({', '.join(RESERVED_COLUMNS)}); "
+            "rename or drop it before building (a grouped dataset's own shards carry "
+            f"{KEY_COLUMN!r}: drop it to group them again)")
+    return src
+
+
+def _make_source(source: Any, *, format: str | None, split: str | None,
+                 encoding_errors: str) -> Source:
     if isinstance(source, Source):
         return source
     if isinstance(source, str):
@@ -27,10 +44,10 @@ def make_source(source: Any, *, format: str | None = None, split: str | None = N
             from fedgroups.sources import tfds
             return tfds.tfds_source(source, split)
         from fedgroups.sources.files import file_source
-        return file_source(source, format)
+        return file_source(source, format, encoding_errors)
     if isinstance(source, (list, tuple)) and source and all(isinstance(s, str) for s in source):
         from fedgroups.sources.files import file_source
-        return file_source(list(source), format)
+        return file_source(list(source), format, encoding_errors)
     if isinstance(source, pa.Table):
         from fedgroups.sources.memory import table_source
         return table_source(source)

@@ -16,6 +16,16 @@ import pyarrow.parquet as pq
 
 from fedgroups.errors import SettingError, SourceError
 from fedgroups.sources.base import BATCH_ROWS, Source, conform, unify
+from fedgroups.sources.textio import (
+    DECOMPRESS_ERRORS,
+    EncodingErrors,
+    ReplacementCounter,
+    Utf8Stream,
+    check_encoding_errors,
+    decode_utf8,
+    line_blocks,
+    split_lines,
+)
 
 FORMATS = ("parquet", "jsonl", "csv", "tsv", "text")
 _EXT = {
@@ -96,24 +106,90 @@ def _open(path: str) -> Any:
         raise SourceError(f"{path}: cannot open ({e.strerror or e})") from e
 
 
-def _text_batches(path: str) -> Iterator[pa.RecordBatch]:
+def _text_batches(path: str, errors: EncodingErrors, counter: ReplacementCounter | None,
+                  ) -> Iterator[pa.RecordBatch]:
+    """One row per line (split at ``\\n`` only: a lone ``\\r`` is data)."""
     with _open(path) as f:
-        reader = io.TextIOWrapper(f, encoding="utf-8", errors="strict", newline=None)
-        lines: list[str] = []
+        for line, data in line_blocks(f, path):
+            text = decode_utf8(data, path=path, first_line=line, errors=errors, counter=counter)
+            lines = split_lines(text)
+            for lo in range(0, len(lines), BATCH_ROWS):
+                yield pa.RecordBatch.from_pydict(
+                    {"text": pa.array(lines[lo:lo + BATCH_ROWS], pa.string())})
+
+
+def _jsonl_batches(path: str, schema: pa.Schema | None, errors: EncodingErrors,
+                   counter: ReplacementCounter | None) -> Iterator[pa.RecordBatch]:
+    """JSON Lines parsed in pieces of whole lines, so no line is too long for a block and
+    an error names one line of the file."""
+    parse = pjson.ParseOptions(explicit_schema=schema,
+                               unexpected_field_behavior="error" if schema else "infer")
+    with _open(path) as f:
+        for line, data in line_blocks(f, path):
+            text = decode_utf8(data, path=path, first_line=line, errors=errors, counter=counter)
+            raw = text.encode("utf-8") if errors == "replace" else data
+            if len(raw) >= 1 << 31:
+                raise SourceError(f"{path}, line {line}: a JSON line of 2 GiB or more cannot "
+                                  "be read; split the record")
+            try:
+                table = pjson.read_json(
+                    io.BytesIO(raw), parse_options=parse,
+                    read_options=pjson.ReadOptions(block_size=max(len(raw) + 1, 1 << 16),
+                                                   use_threads=False))
+            except pa.ArrowInvalid as e:
+                raise SourceError(jsonl_error(path, line, text, e)) from None
+            yield from table.to_batches(max_chunksize=BATCH_ROWS)
+
+
+def jsonl_error(path: str, first_line: int, text: str, err: Exception) -> str:
+    """The message for a piece of JSON Lines that did not parse: the first bad line of the
+    file, found by parsing the piece line by line (only on this error path)."""
+    import json
+    import re
+
+    message = re.sub(r"^JSON parse error: ", "", str(err))
+    rows = []  # file line number of each non-blank line (pyarrow counts those as rows)
+    for i, s in enumerate(text.split("\n")):
+        if not s.strip():
+            continue
+        rows.append(first_line + i)
         try:
-            for line in reader:
-                lines.append(line.rstrip("\n"))
-                if len(lines) >= BATCH_ROWS:
-                    yield pa.RecordBatch.from_pydict({"text": pa.array(lines, pa.string())})
-                    lines = []
-        except UnicodeDecodeError as e:
-            raise SourceError(f"{path}: not UTF-8 text ({e})") from e
-        if lines:
-            yield pa.RecordBatch.from_pydict({"text": pa.array(lines, pa.string())})
+            json.loads(s)
+        except ValueError as e:
+            return f"{path}, line {first_line + i}: not valid JSON ({e.msg}, column {e.colno})"
+    m = re.search(r" in row (\d+)$", message)
+    if m and int(m.group(1)) < len(rows):
+        return f"{path}, line {rows[int(m.group(1))]}: {message[:m.start()]}"
+    return (f"{path}, lines {first_line}..{first_line + text.count(chr(10))}: {message}")
 
 
-def _raw_batches(path: str, fmt: str, row_groups: list[int] | None = None,
-                 ) -> Iterator[pa.RecordBatch]:
+def _csv_names(path: str, fmt: str, errors: EncodingErrors) -> list[str]:
+    """Column names from the header (read with type inference, which is then discarded)."""
+    with Utf8Stream(_open(path), path, errors) as f:
+        reader = pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=_BLOCK),
+                               parse_options=_csv_parse(fmt))
+        return reader.schema.names
+
+
+def _csv_parse(fmt: str) -> pcsv.ParseOptions:
+    return pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True)
+
+
+def _csv_batches(path: str, fmt: str, names: list[str] | None, errors: EncodingErrors,
+                 counter: ReplacementCounter | None) -> Iterator[pa.RecordBatch]:
+    """Every column as text, exactly as written: no type is guessed (``007`` stays
+    ``007``, ``NA`` and empty fields stay strings)."""
+    names = names if names is not None else _csv_names(path, fmt, errors)
+    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                  strings_can_be_null=False)
+    with Utf8Stream(_open(path), path, errors, counter) as f:
+        yield from pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=_BLOCK),
+                                 parse_options=_csv_parse(fmt), convert_options=convert)
+
+
+def _raw_batches(path: str, fmt: str, row_groups: list[int] | None = None, *,
+                 schema: pa.Schema | None = None, errors: EncodingErrors = "strict",
+                 counter: ReplacementCounter | None = None) -> Iterator[pa.RecordBatch]:
     """Batches of one file (for Parquet, of some of its row groups) in its own schema."""
     if fmt == "parquet":
         # pre_buffer would read whole row groups (or files) ahead: memory must stay bounded
@@ -122,15 +198,12 @@ def _raw_batches(path: str, fmt: str, row_groups: list[int] | None = None,
         yield from pf.iter_batches(batch_size=BATCH_ROWS, row_groups=row_groups,
                                    use_threads=False)
     elif fmt == "jsonl":
-        with _open(path) as f:
-            yield from pjson.open_json(f, read_options=pjson.ReadOptions(block_size=_BLOCK))
+        yield from _jsonl_batches(path, schema, errors, counter)
     elif fmt in ("csv", "tsv"):
-        parse = pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-        with _open(path) as f:
-            yield from pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=_BLOCK),
-                                     parse_options=parse)
+        yield from _csv_batches(path, fmt, schema.names if schema is not None else None,
+                                errors, counter)
     else:
-        yield from _text_batches(path)
+        yield from _text_batches(path, errors, counter)
 
 
 @dataclass(frozen=True)
@@ -142,7 +215,7 @@ class _FileInfo:
     row_group_bytes: list[int] | None = None
 
 
-def _file_info(path: str, fmt: str) -> _FileInfo:
+def _file_info(path: str, fmt: str, errors: EncodingErrors = "strict") -> _FileInfo:
     """What planning needs, without reading the whole file."""
     try:
         if fmt == "parquet":
@@ -154,7 +227,7 @@ def _file_info(path: str, fmt: str) -> _FileInfo:
         size = _size(path)
         if fmt == "text":
             return _FileInfo(pa.schema([("text", pa.string())]), size, None)
-        first = next(iter(_raw_batches(path, fmt)), None)
+        first = next(iter(_raw_batches(path, fmt, errors=errors)), None)
         if first is None:
             raise SourceError(f"{path}: the file is empty")
         compressed = path.endswith(_COMPRESSION)
@@ -163,7 +236,7 @@ def _file_info(path: str, fmt: str) -> _FileInfo:
         return _FileInfo(first.schema, size, rows)
     except SourceError:
         raise
-    except (OSError, pa.ArrowException) as e:
+    except (pa.ArrowException, *DECOMPRESS_ERRORS) as e:
         raise SourceError(f"{path}: cannot read as {fmt}: {e}") from e
 
 
@@ -206,18 +279,22 @@ class FileSource(Source):
     paths: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
     units: list[FileUnit] = field(default_factory=list)
+    encoding_errors: EncodingErrors = "strict"
+    # invalid UTF-8 replaced in this process (encoding_errors="replace"); the engine sums it
+    replacements: ReplacementCounter = field(default_factory=ReplacementCounter)
 
     def read(self, unit: int) -> Iterator[pa.RecordBatch]:
         u = self.units[unit]
         path, fmt = self.paths[u.file], self.formats[u.file]
         row = u.first_row
         try:
-            for batch in _raw_batches(path, fmt, u.row_groups):
+            for batch in _raw_batches(path, fmt, u.row_groups, schema=self.schema,
+                                      errors=self.encoding_errors, counter=self.replacements):
                 yield conform(batch, self.schema, f"{path} (rows from {row})")
                 row += batch.num_rows
         except SourceError:
             raise
-        except (OSError, pa.ArrowException) as e:
+        except (pa.ArrowException, *DECOMPRESS_ERRORS) as e:
             raise SourceError(f"{path}: cannot read as {fmt} near row {row}: {e}") from e
 
     def location(self, unit: int, row: int) -> str:
@@ -225,10 +302,15 @@ class FileSource(Source):
         return f"{self.paths[u.file]}, row {u.first_row + row}"
 
 
-def file_source(spec: str | list[str], fmt: str | None = None) -> FileSource:
+def file_source(spec: str | list[str], fmt: str | None = None,
+                encoding_errors: str = "strict") -> FileSource:
+    """Files as a source. Text formats (JSON Lines, CSV/TSV, text) must be UTF-8: a byte
+    that is not is an error naming file and line, unless ``encoding_errors="replace"``.
+    CSV/TSV columns are read as text, exactly as written."""
+    errors = check_encoding_errors(encoding_errors)
     paths = resolve_paths(spec)
     formats = [format_of(p, fmt) for p in paths]
-    infos = [_file_info(p, f) for p, f in zip(paths, formats)]
+    infos = [_file_info(p, f, errors) for p, f in zip(paths, formats)]
     schema = unify([(p, i.schema) for p, i in zip(paths, infos)])
     units: list[FileUnit] = []
     for f, info in enumerate(infos):
@@ -240,7 +322,8 @@ def file_source(spec: str | list[str], fmt: str | None = None) -> FileSource:
     rows = [i.rows for i in infos]
     return FileSource(
         description={"kind": "files", "paths": paths if len(paths) <= 20 else paths[:20] + ["..."],
-                     "num_files": len(paths), "formats": sorted(set(formats))},
+                     "num_files": len(paths), "formats": sorted(set(formats)),
+                     "encoding_errors": errors},
         num_units=len(units),
         schema=schema,
         estimated_bytes=sum(sizes) if all(b is not None for b in sizes) else None,
@@ -248,4 +331,5 @@ def file_source(spec: str | list[str], fmt: str | None = None) -> FileSource:
         paths=paths,
         formats=formats,
         units=units,
+        encoding_errors=errors,
     )
