@@ -8,6 +8,7 @@ recipe         base dataset                    group
 ``fedbookco``  BookCorpusOpen                  book title
 ``fedccnews``  CC-News (``vblagoje/cc_news``)  publisher domain
 ``shakespeare``  Gutenberg complete works      play × speaking role
+``django_l10n``  Django's translations (pip)   language × source file
 =============  ==============================  =================================
 
 From the shell: ``fedgroups build --recipe fedc4 OUT``. From Python::
@@ -24,11 +25,12 @@ from typing import Any
 
 from fedgroups.errors import SettingError
 from fedgroups.recipes.base import Recipe, TransformSource, transformed
+from fedgroups.recipes.django_l10n import DJANGO_L10N
 from fedgroups.recipes.hub import FEDBOOKCO, FEDC4, FEDCCNEWS, FEDWIKI
 from fedgroups.recipes.shakespeare import SHAKESPEARE
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (FEDC4, FEDWIKI, FEDBOOKCO, FEDCCNEWS,
-                                                  SHAKESPEARE)}
+                                                  SHAKESPEARE, DJANGO_L10N)}
 
 
 def get_recipe(name: str) -> Recipe:
@@ -100,5 +102,13 @@ def shakespeare(out: str | os.PathLike[str], path: str | None = None, **kwargs: 
     return build_recipe("shakespeare", out, options={"path": path, **options}, **rest)
 
 
-__all__ = ["RECIPES", "Recipe", "TransformSource", "build_recipe", "fedbookco", "fedc4",
-           "fedccnews", "fedwiki", "get_recipe", "shakespeare", "transformed"]
+def django_l10n(out: str | os.PathLike[str], languages: str | None = None,
+                **kwargs: Any) -> Any:
+    """Django's translations grouped by (language, source file); family and language are
+    group columns. ``families`` and ``root`` may be passed as keywords."""
+    options, rest = _split_options("django_l10n", kwargs)
+    return build_recipe("django_l10n", out, options={"languages": languages, **options}, **rest)
+
+
+__all__ = ["RECIPES", "Recipe", "TransformSource", "build_recipe", "django_l10n", "fedbookco",
+           "fedc4", "fedccnews", "fedwiki", "get_recipe", "shakespeare", "transformed"]
