@@ -200,12 +200,17 @@ class Aggregator:
     def count(self, name: str, value: float = 1.0) -> None:
         self.stats[STAT_NAMES.index(name)] += value
 
-    def add(self, update: ClientUpdate, weight: float) -> None:
+    def stats_dict(self) -> dict[str, float]:
+        return {n: float(v) for n, v in zip(STAT_NAMES, self.stats.tolist())}
+
+    def add(self, update: ClientUpdate, weight: float,
+            delta: Iterable[tuple[str, torch.Tensor]] | None = None) -> None:
+        """Add ``weight * delta`` (default ``update.delta``) and ``update``'s counters."""
         if not update.finite:
             self.count("nonfinite")
             return
-        for name, delta in update.delta:
-            self.sums[name].add_(delta.to(torch.float32), alpha=weight)
+        for name, d in (update.delta if delta is None else delta):
+            self.sums[name].add_(d.to(torch.float32), alpha=weight)
         for name, value in (
             ("clients", 1), ("weight", weight), ("loss_sum", update.loss_sum),
             ("loss_tokens", update.loss_tokens), ("tokens", update.num_tokens),
@@ -231,6 +236,10 @@ class Aggregator:
             k = self.sums[n].numel()
             self.sums[n].copy_(flat[offset : offset + k].view_as(self.sums[n]))
             offset += k
+
+    def total(self) -> Params:
+        """The weighted sum of deltas (a robust aggregator returns its estimate * weight)."""
+        return self.sums
 
     def mean(self) -> Params:
         w = self.stat("weight")

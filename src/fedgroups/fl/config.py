@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+from fedgroups.errors import SettingError
+
 OptimizerName = Literal["sgd", "momentum", "adam"]
 ScheduleName = Literal["constant", "warmup_cosine", "warmup_exponential"]
 AlgorithmName = Literal["fedavg", "fedsgd"]
@@ -20,8 +22,8 @@ WeightingName = Literal["uniform", "examples", "tokens"]
 PresetName = Literal["tiny", "mini", "small", "100m", "1b"]
 
 
-class ConfigError(ValueError):
-    """A setting is unknown, ill-typed or out of range."""
+class ConfigError(SettingError, ValueError):
+    """A setting is unknown, ill-typed or out of range (also a ``ValueError`` for old callers)."""
 
 
 def _check(ok: bool, message: str) -> None:
@@ -176,6 +178,25 @@ class AlgorithmConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StrategyConfig:
+    """Update processors and aggregator (``fl/strategy.py``); entries are resolved at run start.
+
+    ``processors``: ``{name: clip, max_norm: 1.0}`` (a built-in) or
+    ``{factory: "pkg.mod:fn", ...kwargs}`` (user code), applied in order.
+    ``aggregator``: ``{factory: "pkg.mod:fn", ...kwargs}``; ``fn(template, **kwargs)``
+    returns an ``Aggregator`` (default: the running weighted sum).
+    """
+
+    processors: tuple[dict[str, Any], ...] = ()
+    aggregator: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for i, entry in enumerate(self.processors):
+            _check(("name" in entry) != ("factory" in entry),
+                   f"strategy.processors.{i}: give exactly one of 'name' or 'factory'")
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
@@ -199,6 +220,7 @@ class TrainConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -233,6 +255,8 @@ def _describe(tp: Any) -> str:
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
+    if tp is Any:
+        return value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     bad = ConfigError(f"setting '{where}' must be {_describe(tp)}; got {value!r}")
     if dataclasses.is_dataclass(tp):

@@ -7,9 +7,9 @@ round ``r`` is a pure function of ``(seed, r)`` and client ``i``'s data order of
 
 Parameters matching ``algorithm.local_params`` are not aggregated: each client keeps its
 own copy across rounds (``local_store``, saved in checkpoints), starting from the initial
-values.  A hierarchy will wrap a ``Federation`` as a participant whose update is
-``server params after k inner rounds - params received`` and whose weight is its total
-tokens; that only needs ``Server`` / ``Aggregator`` as they are.
+values.  What happens to each update (weighting, clipping, noise, the aggregator, the server
+optimizer) is the run's :class:`~fedgroups.fl.strategy.Strategy`: from the config
+(``algorithm`` and ``strategy`` sections) unless one is passed in.
 """
 
 from __future__ import annotations
@@ -20,20 +20,14 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from fedgroups.fl.algorithms import (
-    Aggregator,
-    Params,
-    Server,
-    client_update,
-    load_params,
-    split_param_names,
-)
+from fedgroups.fl.algorithms import Params, load_params, split_param_names
 from fedgroups.fl.backends import Backend
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.model import Transformer
 from fedgroups.fl.schedules import server_lr
+from fedgroups.fl.strategy import RoundContext, Strategy, strategy_from_config
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,6 +56,7 @@ class Federation:
         config: TrainConfig,
         backend: Backend,
         device: torch.device | str = "cpu",
+        strategy: Strategy | None = None,
     ) -> None:
         self.model = model
         self.source = source
@@ -70,12 +65,13 @@ class Federation:
         self.config = config
         self.backend = backend
         self.device = device
+        self.strategy = strategy_from_config(config) if strategy is None else strategy
         names = [n for n, _ in model.named_parameters()]
         self.aggregated, self.local = split_param_names(names, config.algorithm.local_params)
         if self.local and backend.world_size > 1:
             raise ValueError("algorithm.local_params needs backend 'sequential' for now")
         params = dict(model.named_parameters())
-        self.server = Server({n: params[n] for n in self.aggregated}, config.server)
+        self.server = self.strategy.server({n: params[n] for n in self.aggregated}, config.server)
         self.local_init: Params = {n: params[n].detach().clone() for n in self.local}
         self.local_store: dict[str, Params] = {}
 
@@ -94,9 +90,11 @@ class Federation:
 
     def run_round(self, round_: int) -> dict[str, float]:
         cfg = self.config
+        strategy = self.strategy
         keys = cohort_keys(self.source.keys, cfg.cohort_size, cfg.seed, round_)
+        ctx = RoundContext(round=round_, seed=cfg.seed, num_participants=len(keys))
         start = {n: t.clone() for n, t in self.server.snapshot().items()}
-        aggregate = Aggregator(start)
+        aggregate = strategy.aggregator(start)
         params = dict(self.model.named_parameters())
         first_bad = None
         for pos in self.backend.positions(len(keys)):
@@ -106,14 +104,16 @@ class Federation:
                 continue
             local = self.local_store.get(str(data.key), self.local_init)
             load_params(self.model, start, local)
-            update = client_update(
-                self.model, data, cfg.client, cfg.algorithm.name, start=start,
+            update = strategy.local_update(
+                self.model, data, cfg.client, start=start,
                 aggregated=self.aggregated, device=self.device,
                 generator=torch.Generator().manual_seed(client_seed(cfg.seed, round_, pos)),
             )
-            if not update.finite and first_bad is None:
-                first_bad = data.key
-            aggregate.add(update, update.weight(cfg.algorithm.weighting))
+            if not update.finite:
+                first_bad = data.key if first_bad is None else first_bad
+                aggregate.add(update, 0.0)
+            else:
+                aggregate.add(update, strategy.weight(update), strategy.process_update(update, ctx))
             if self.local and update.finite:
                 self.local_store[str(data.key)] = {
                     n: params[n].detach().clone() for n in self.local
@@ -126,8 +126,10 @@ class Federation:
                 f"{int(aggregate.stat('nonfinite'))} client(s){where}"
             )
         lr = server_lr(cfg.server.schedule, cfg.server.lr, round_, cfg.rounds)
+        extra: dict[str, float] = {}
         if aggregate.stat("clients") > 0:
-            self.server.step(aggregate.mean(), lr)
+            self.server.step(strategy.mean_delta(aggregate, ctx), lr)
+            extra = strategy.metrics()
         loss_tokens = aggregate.stat("loss_tokens")
         return {
             "train_loss": aggregate.stat("loss_sum") / loss_tokens if loss_tokens else float("nan"),
@@ -137,11 +139,14 @@ class Federation:
             "examples": aggregate.stat("examples"),
             "steps": aggregate.stat("steps"),
             "server_lr": lr,
+            **extra,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"server": self.server.state_dict(), "local_store": self.local_store}
+        return {"server": self.server.state_dict(), "local_store": self.local_store,
+                "strategy": self.strategy.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.server.load_state_dict(state["server"])
+        self.strategy.load_state_dict(state.get("strategy", []))
         self.local_store = {k: dict(v) for k, v in state["local_store"].items()}

@@ -31,6 +31,7 @@ from fedgroups.fl.metrics import MetricsLog
 from fedgroups.fl.model import PRESETS, ModelArgs, build_model, num_parameters
 from fedgroups.fl.personalization import evaluate, personalize
 from fedgroups.fl.plots import plot_losses, plot_personalization
+from fedgroups.fl.strategy import Strategy
 from fedgroups.fl.tokenizer import EOS, load_tokenizer, prepare_tokenizer
 
 
@@ -57,8 +58,12 @@ class RunDirError(RuntimeError):
 
 
 def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: bool = False,
-        echo: Any = print) -> RunResult:
-    """Train per ``config``; with ``resume``, continue from the run's latest checkpoint."""
+        echo: Any = print, strategy: Strategy | None = None) -> RunResult:
+    """Train per ``config``; with ``resume``, continue from the run's latest checkpoint.
+
+    ``strategy`` replaces the one the config's ``algorithm`` / ``strategy`` sections
+    describe (pass the same one again when resuming).
+    """
     run_cfg = config.run
     if run_cfg.threads is not None:
         torch.set_num_threads(run_cfg.threads)
@@ -95,7 +100,7 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     model = build_model(args, config.seed).to(device)
     eval_model = build_model(args, config.seed).to(device)
     fed = Federation(model=model, source=train_src, tokenizer=tokenizer, eos_id=eos_id,
-                     config=config, backend=be, device=device)
+                     config=config, backend=be, device=device, strategy=strategy)
     start_round = 0
     if ckpt_path is not None:
         state = load_checkpoint(ckpt_path)
