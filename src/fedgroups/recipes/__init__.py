@@ -8,6 +8,7 @@ recipe         base dataset                    group
 ``fedbookco``  BookCorpusOpen                  book title
 ``fedccnews``  CC-News (``vblagoje/cc_news``)  publisher domain
 ``shakespeare``  Gutenberg complete works      play × speaking role
+``pydocs``     installed distributions' docs   Python package (offline)
 ``django_l10n``  Django's translations (pip)   language × source file
 =============  ==============================  =================================
 
@@ -27,10 +28,11 @@ from fedgroups.errors import SettingError
 from fedgroups.recipes.base import Recipe, TransformSource, transformed
 from fedgroups.recipes.django_l10n import DJANGO_L10N
 from fedgroups.recipes.hub import FEDBOOKCO, FEDC4, FEDCCNEWS, FEDWIKI
+from fedgroups.recipes.pydocs import PYDOCS
 from fedgroups.recipes.shakespeare import SHAKESPEARE
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (FEDC4, FEDWIKI, FEDBOOKCO, FEDCCNEWS,
-                                                  SHAKESPEARE, DJANGO_L10N)}
+                                                  SHAKESPEARE, DJANGO_L10N, PYDOCS)}
 
 
 def get_recipe(name: str) -> Recipe:
