@@ -222,6 +222,7 @@ def make_parser() -> argparse.ArgumentParser:
 _OPTIONAL = {
     "stats": ("fedgroups.stats.cli", "add_stats_parser", "run_stats"),
     "train": ("fedgroups.fl.cli", "add_train_parser", "run_train"),
+    "compare": ("fedgroups.fl.hierarchy.compare", "add_compare_parser", "run_compare"),
 }
 
 

@@ -1,0 +1,279 @@
+"""``fedgroups compare RUN...``: hierarchical runs side by side, as one table and PNGs.
+
+Each run directory is read through ``records`` (the run-output contract, docs/hierarchy.md).
+Runs of the same method (seeds) make one row: each number is their mean, with the range
+(min–max) over runs beside it. The table has, per method, the perplexity of each leaf
+federation's model on its own held-out groups at the last evaluation, their token-weighted
+mean, the training tokens and client steps (equal compute means equal columns here), and ε
+where differential privacy ran. It is printed, and written as ``compare.md`` and
+``compare.csv`` beside the plots (``plots.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedgroups.errors import FedGroupsError
+from fedgroups.fl.hierarchy import records as rec
+
+
+class RunDirError(FedGroupsError):
+    """A run directory that ``fedgroups compare`` cannot read: missing, not a hierarchical
+    run, or not finished."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """What compare needs from one run directory."""
+
+    path: Path
+    method: str
+    seed: int | None
+    summary: rec.RunSummary
+    evals: list[rec.EvalRecord]  # every evaluation, in file order
+    metrics: list[rec.NodeRoundRecord]
+    attention: list[rec.AttentionRecord]
+    leaves: list[str]  # leaf federation paths, tree order
+    finished: bool
+    rounds_planned: int | None
+
+    def last_eval(self) -> dict[str, rec.EvalRecord]:
+        """federation -> its record at the last evaluated round (MEAN_FEDERATION included)."""
+        last = max(r.round for r in self.evals)
+        return {r.federation: r for r in self.evals if r.round == last}
+
+
+def load_run(path: str | Path, *, partial: bool = False) -> Run:
+    """Read one run directory; RunDirError says what is missing and what to do."""
+    run_dir = Path(path)
+    if not run_dir.exists():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: not a directory (give the run's output_dir)")
+    if not rec.is_hierarchical_run(run_dir):
+        raise RunDirError(f"{run_dir}: no {rec.TREE_FILE}; not a hierarchical run (compare "
+                          "reads runs of `fedgroups train` with a `hierarchy:` section), or "
+                          "one that has not started")
+    if not (run_dir / rec.SUMMARY_FILE).is_file():
+        raise RunDirError(f"{run_dir}: no {rec.SUMMARY_FILE} yet: the run has not finished "
+                          "a round; wait for it, or resume it with `fedgroups train`")
+    try:
+        summary = rec.read_summary(run_dir)
+        evals = rec.read_eval(run_dir)
+        metrics = rec.read_metrics(run_dir)
+        attention = rec.read_attention(run_dir)
+        tree = rec.read_tree(run_dir)
+        config = rec.read_config(run_dir) if (run_dir / "config.yaml").is_file() else {}
+    except (ValueError, KeyError, TypeError) as e:  # json, missing fields
+        raise RunDirError(f"{run_dir}: cannot read its run records ({type(e).__name__}: "
+                          f"{e}); was it written by another version of fedgroups?") from e
+    if not evals:
+        raise RunDirError(f"{run_dir}: no evaluation in {rec.EVAL_FILE} yet (the run "
+                          f"has done {summary.rounds} round(s)); wait for the first "
+                          "evaluation (eval.every), or resume the run")
+    planned = config.get("rounds")
+    finished = planned is None or summary.rounds >= int(planned)
+    if not finished and not partial:
+        raise RunDirError(f"{run_dir}: unfinished, {summary.rounds} of {planned} rounds done; "
+                          "resume it with `fedgroups train` (same config), or pass --partial "
+                          "to compare it as it is")
+    leaves = [r.federation for r in evals if r.federation != rec.MEAN_FEDERATION]
+    if not leaves:
+        leaves = [n.path for n in tree if n.kind == "leaf"]
+    seed = config.get("seed")
+    return Run(path=run_dir, method=summary.method, seed=None if seed is None else int(seed),
+               summary=summary, evals=evals, metrics=metrics, attention=attention,
+               leaves=list(dict.fromkeys(leaves)), finished=finished,
+               rounds_planned=None if planned is None else int(planned))
+
+
+# --- the table ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    """A number over the runs of one method: mean, min, max (all equal for one run)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Cell | None:
+        vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        if not vals:
+            return None
+        return cls(sum(vals) / len(vals), min(vals), max(vals), len(vals))
+
+    def text(self, digits: int = 2) -> str:
+        if self.n == 1 or self.low == self.high:
+            return _num(self.mean, digits)
+        return f"{_num(self.mean, digits)} [{_num(self.low, digits)}–{_num(self.high, digits)}]"
+
+
+def _num(x: float, digits: int) -> str:
+    return f"{x:,.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    runs: list[Run]
+    ppl: dict[str, Cell | None]  # leaf federation -> perplexity
+    mean_ppl: Cell | None
+    mean_loss: Cell | None
+    tokens: Cell | None
+    steps: Cell | None
+    epsilon: Cell | None  # the largest ε over leaves; None without DP
+
+
+def short_name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def make_rows(runs: Sequence[Run]) -> tuple[list[Row], list[str]]:
+    """One row per method (in the order first given) and the leaf federations (columns)."""
+    leaves: list[str] = list(dict.fromkeys(leaf for run in runs for leaf in run.leaves))
+    by_method: dict[str, list[Run]] = {}
+    for run in runs:
+        by_method.setdefault(run.method, []).append(run)
+    rows = []
+    for method, group in by_method.items():
+        last = [run.last_eval() for run in group]
+        eps = [max((r.dp_epsilon for r in ev.values() if r.dp_epsilon is not None),
+                   default=None) for ev in last]
+        mean = [ev.get(rec.MEAN_FEDERATION) for ev in last]
+        rows.append(Row(
+            method=method, runs=group,
+            ppl={leaf: Cell.of([ev[leaf].ppl if leaf in ev else None for ev in last])
+                 for leaf in leaves},
+            mean_ppl=Cell.of([m.ppl if m else run.summary.eval_ppl
+                              for m, run in zip(mean, group)]),
+            mean_loss=Cell.of([m.loss if m else run.summary.eval_loss
+                               for m, run in zip(mean, group)]),
+            tokens=Cell.of([run.summary.tokens for run in group]),
+            steps=Cell.of([run.summary.steps for run in group]),
+            epsilon=Cell.of(eps)))
+    return rows, leaves
+
+
+def header(leaves: Sequence[str], with_eps: bool) -> list[str]:
+    names = [short_name(leaf) for leaf in leaves]
+    if len(set(names)) < len(names):  # two leaves share a name: keep their paths
+        names = list(leaves)
+    cols = ["method", "runs", *names, "mean ppl", "tokens", "client steps"]
+    return cols + (["ε"] if with_eps else [])
+
+
+def table_rows(rows: Sequence[Row], leaves: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """The table as text cells (ranges over runs in brackets)."""
+    with_eps = any(r.epsilon is not None for r in rows)
+    body = []
+    for r in rows:
+        cells = [r.method, str(len(r.runs))]
+        cells += [c.text() if c else "–" for c in (r.ppl[leaf] for leaf in leaves)]
+        cells += [r.mean_ppl.text() if r.mean_ppl else "–",
+                  r.tokens.text(0) if r.tokens else "–",
+                  r.steps.text(0) if r.steps else "–"]
+        if with_eps:
+            cells.append(r.epsilon.text() if r.epsilon else "–")
+        body.append(cells)
+    return header(leaves, with_eps), body
+
+
+def markdown(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: Sequence[Row], leaves: Sequence[str], path: Path) -> None:
+    """Machine-readable: one line per method, means and ranges in separate columns."""
+    fields = ["method", "runs"]
+    for name in [*leaves, "mean_ppl", "mean_loss", "tokens", "steps", "epsilon"]:
+        fields += [name, f"{name}_min", f"{name}_max"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for r in rows:
+            line: list[Any] = [r.method, len(r.runs)]
+            for cell in [*(r.ppl[leaf] for leaf in leaves), r.mean_ppl, r.mean_loss,
+                         r.tokens, r.steps, r.epsilon]:
+                line += [cell.mean, cell.low, cell.high] if cell else ["", "", ""]
+            w.writerow(line)
+
+
+def compute_notes(rows: Sequence[Row]) -> list[str]:
+    """Say whether the methods had equal compute, and which runs are unfinished."""
+    notes = []
+    steps = {r.method: r.steps.mean for r in rows if r.steps}
+    tokens = {r.method: r.tokens.mean for r in rows if r.tokens}
+    if len(steps) > 1:
+        lo, hi = min(steps.values()), max(steps.values())
+        tlo, thi = min(tokens.values()), max(tokens.values())
+        if hi > lo * 1.01 or thi > tlo * 1.01:
+            notes.append(f"compute differs across methods: client steps {lo:,.0f}–{hi:,.0f}, "
+                         f"tokens {tlo:,.0f}–{thi:,.0f} (not an equal-compute comparison)")
+        else:
+            notes.append(f"equal compute: {hi:,.0f} client steps, {thi:,.0f} tokens per run "
+                         "(within 1%)")
+    for r in rows:
+        for run in r.runs:
+            if not run.finished:
+                notes.append(f"{run.path}: unfinished ({run.summary.rounds} of "
+                             f"{run.rounds_planned} rounds)")
+    return notes
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def compare(run_dirs: Sequence[str | Path], out: str | Path, *, partial: bool = False,
+            plots: bool = True) -> dict[str, Any]:
+    """Read the runs, write compare.md, compare.csv and the PNGs into ``out``; return what
+    was written and the Markdown table."""
+    if not run_dirs:
+        raise RunDirError("give at least one run directory")
+    runs = [load_run(p, partial=partial) for p in run_dirs]
+    rows, leaves = make_rows(runs)
+    head, body = table_rows(rows, leaves)
+    notes = compute_notes(rows)
+    text = markdown(head, body)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / "compare.md"
+    md.write_text(text + "".join(f"\n{n}\n" for n in notes))
+    write_csv(rows, leaves, out_dir / "compare.csv")
+    written = [md, out_dir / "compare.csv"]
+    if plots:
+        from fedgroups.fl.hierarchy import plots as hplots
+
+        written += hplots.plot_all(rows, leaves, out_dir)
+    return {"table": text, "notes": notes, "files": written, "rows": rows, "leaves": leaves}
+
+
+def add_compare_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="hierarchical runs side by side: a table and plots",
+                       description="One table (method × federation perplexity, mean, "
+                       "tokens, client steps, ε) printed and written as Markdown and CSV, "
+                       "and PNGs: perplexity per federation, loss curves, attention weights.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (output_dir)")
+    p.add_argument("--out", default="compare", help="where to write the table and PNGs "
+                   "(default: ./compare)")
+    p.add_argument("--partial", action="store_true", help="compare unfinished runs as they are")
+    p.add_argument("--no-plots", action="store_true", help="only the table")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    result = compare(args.runs, args.out, partial=args.partial, plots=not args.no_plots)
+    print(result["table"], end="")
+    for note in result["notes"]:
+        print(note)
+    print("wrote " + ", ".join(str(p) for p in result["files"]))
+    return 0

@@ -1,0 +1,176 @@
+"""fedgroups compare on small run directories written with the records writers, and
+(slow) on real tiny runs of the trainer."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from fedgroups.cli import main
+from fedgroups.fl.hierarchy import records as rec
+from fedgroups.fl.hierarchy.compare import RunDirError, compare, load_run
+from fedgroups.fl.hierarchy.plots import attention_trace
+
+LEAVES = ["world/romance/es", "world/romance/fr", "world/slavic/ru"]
+
+
+def fake_run(root: Path, name: str, method: str, *, ppl: dict[str, float], seed: int = 0,
+             rounds: int = 2, planned: int = 2, steps: int = 400, tokens: int = 50_000,
+             epsilon: float | None = None, attention: bool = False) -> Path:
+    """A run directory as the runner writes it: config, tree, metrics, eval, summary."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        f"rounds: {planned}\nseed: {seed}\nhierarchy: {{method: {method}}}\n")
+    nodes = [rec.TreeNodeRecord(path="world", name="world", level=0, kind="root", parent=None,
+                                children=["world/romance", "world/slavic"], train_clients=30,
+                                eval_clients=6, settings={"rounds": planned})]
+    for fam in ("romance", "slavic"):
+        kids = [leaf for leaf in LEAVES if leaf.startswith(f"world/{fam}/")]
+        nodes.append(rec.TreeNodeRecord(path=f"world/{fam}", name=fam, level=1,
+                                        kind="federation", parent="world", children=kids,
+                                        train_clients=10 * len(kids), eval_clients=2,
+                                        settings={}))
+        nodes += [rec.TreeNodeRecord(path=leaf, name=leaf.rsplit("/", 1)[-1], level=2,
+                                     kind="leaf", parent=f"world/{fam}", children=[],
+                                     train_clients=10, eval_clients=2, settings={})
+                  for leaf in kids]
+    rec.write_json(run / rec.TREE_FILE, {"version": rec.RECORDS_VERSION, "method": method,
+                                         "nodes": [rec.to_json(n) for n in nodes]})
+    metrics, evals, attn = [], [], []
+    for r in range(rounds):
+        metrics.append(rec.NodeRoundRecord(
+            method=method, round=r, node="world", level=0, kind="root", inner_rounds=1,
+            train_loss=5.0 - r, clients=8, skipped=0, tokens=tokens // rounds, examples=100,
+            steps=steps // rounds, cum_tokens=tokens * (r + 1) // rounds,
+            cum_steps=steps * (r + 1) // rounds, server_lr=1.0, dp_epsilon=epsilon,
+            dp_delta=1e-5 if epsilon else None, seconds=1.0, tokens_per_s=1000.0))
+        scale = 1.0 + (rounds - 1 - r) * 0.5  # perplexity falls to ``ppl`` at the last round
+        for leaf in LEAVES:
+            p = ppl[leaf] * scale
+            evals.append(rec.EvalRecord(method=method, round=r, federation=leaf, level=2,
+                                        loss=math.log(p), ppl=p, tokens=1000, clients=2,
+                                        dp_epsilon=epsilon if leaf.endswith("ru") else None))
+        mean = sum(math.log(ppl[leaf] * scale) for leaf in LEAVES) / len(LEAVES)
+        evals.append(rec.EvalRecord(method=method, round=r, federation=rec.MEAN_FEDERATION,
+                                    level=-1, loss=mean, ppl=math.exp(mean), tokens=3000,
+                                    clients=6))
+        if attention:
+            self_w = 0.5 + 0.2 * r
+            attn.append(rec.AttentionRecord(
+                method=method, round=r, node_round=0, node="world/romance", level=1,
+                rows=["world/romance/es", "world/romance/fr"],
+                columns=["world/romance/es", "world/romance/fr", "world/slavic/ru"],
+                residual=[False, False, True],
+                matrix=[[self_w, 0.9 - self_w, 0.1], [0.9 - self_w, self_w, 0.1]], tau=0.1))
+            attn.append(rec.AttentionRecord(
+                method=method, round=r, node_round=0, node="world", level=0,
+                rows=["world/romance", "world/slavic"],
+                columns=["world/romance", "world/slavic"], residual=[False, False],
+                matrix=[[0.7, 0.3], [0.4, 0.6]], tau=0.1))
+    rec.append_jsonl(run / rec.METRICS_FILE, metrics)
+    rec.append_jsonl(run / rec.EVAL_FILE, evals)
+    if attn:
+        rec.append_jsonl(run / rec.ATTENTION_FILE, attn)
+    last = {leaf: {"loss": math.log(ppl[leaf]), "ppl": ppl[leaf], "tokens": 1000,
+                   "dp_epsilon": None} for leaf in LEAVES}
+    summary = rec.RunSummary(method=method, rounds=rounds, client_updates=16, steps=steps,
+                             tokens=tokens, seconds=2.0, tokens_per_s=25_000.0,
+                             eval_loss=evals[-1].loss, eval_ppl=evals[-1].ppl,
+                             federations=last, parameters=1000,
+                             key_parameters=0 if method == "fl" else 200)
+    rec.write_json(run / rec.SUMMARY_FILE, rec.to_json(summary))
+    return run
+
+
+PPL = {"fl": {"world/romance/es": 40.0, "world/romance/fr": 44.0, "world/slavic/ru": 60.0},
+       "worldlm": {"world/romance/es": 30.0, "world/romance/fr": 33.0, "world/slavic/ru": 41.0}}
+
+
+def test_table_has_one_row_per_method_with_seed_ranges(tmp_path: Path) -> None:
+    fl = fake_run(tmp_path, "fl", "fl", ppl=PPL["fl"])
+    w0 = fake_run(tmp_path, "w0", "worldlm", ppl=PPL["worldlm"], attention=True)
+    w1 = fake_run(tmp_path, "w1", "worldlm", seed=1, attention=True,
+                  ppl={k: v + 2 for k, v in PPL["worldlm"].items()})
+    result = compare([fl, w0, w1], tmp_path / "cmp")
+    lines = result["table"].splitlines()
+    assert lines[0] == ("| method | runs | es | fr | ru | mean ppl | tokens | client steps |")
+    fl_row = lines[2].split(" | ")
+    assert fl_row[:5] == ["| fl", "1", "40.00", "44.00", "60.00"]
+    mean_fl = math.exp(sum(math.log(v) for v in PPL["fl"].values()) / 3)
+    assert fl_row[5] == f"{mean_fl:.2f}"
+    w_row = lines[3].split(" | ")
+    assert w_row[:3] == ["| worldlm", "2", "31.00 [30.00–32.00]"]  # mean [min–max] over seeds
+    assert w_row[6:8] == ["50,000", "400 |"]
+    assert result["notes"][0].startswith("equal compute: 400 client steps")
+    with (tmp_path / "cmp" / "compare.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["method"] for r in table] == ["fl", "worldlm"]
+    assert float(table[1]["world/slavic/ru"]) == pytest.approx(42.0)
+    assert float(table[1]["world/slavic/ru_min"]) == 41.0
+    assert float(table[1]["world/slavic/ru_max"]) == 43.0
+    assert (tmp_path / "cmp" / "compare.md").read_text().startswith(lines[0])
+    names = sorted(p.name for p in result["files"])
+    assert names == ["attention-worldlm-level0.png", "attention-worldlm-level1.png",
+                     "compare.csv", "compare.md", "loss.png", "perplexity.png"]
+    for p in result["files"]:
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5_000
+
+
+def test_epsilon_column_and_unequal_compute_are_reported(tmp_path: Path) -> None:
+    a = fake_run(tmp_path, "a", "fedper", ppl=PPL["fl"], epsilon=2.5)
+    b = fake_run(tmp_path, "b", "local", ppl=PPL["fl"], steps=300)
+    result = compare([a, b], tmp_path / "cmp", plots=False)
+    lines = result["table"].splitlines()
+    assert lines[0].endswith("| client steps | ε |")
+    assert lines[2].endswith("| 2.50 |") and lines[3].endswith("| – |")
+    assert result["notes"][0].startswith("compute differs across methods: client steps 300–400")
+
+
+def test_the_last_evaluation_is_the_one_reported(tmp_path: Path) -> None:
+    run = load_run(fake_run(tmp_path, "r", "hierfavg", ppl=PPL["fl"], rounds=3, planned=3))
+    assert {k: v.ppl for k, v in run.last_eval().items() if k != "*"} == PPL["fl"]
+
+
+def test_attention_trace_follows_self_weight_and_residual_mass(tmp_path: Path) -> None:
+    run = load_run(fake_run(tmp_path, "w", "worldlm", ppl=PPL["worldlm"], attention=True))
+    trace = attention_trace(run.attention)
+    assert [p[0] for p in trace["world/romance"]] == [0.0, 1.0]
+    assert [round(p[1], 6) for p in trace["world/romance"]] == [0.5, 0.7]
+    assert [round(p[2], 6) for p in trace["world/romance"]] == [0.1, 0.1]
+    assert [round(p[2], 6) for p in trace["world"]] == [0.0, 0.0]
+
+
+def test_bad_run_directories_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="no such run directory"):
+        load_run(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="not a directory"):
+        load_run(tmp_path / "file")
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(RunDirError, match="not a hierarchical run"):
+        load_run(tmp_path / "flat")
+    half = fake_run(tmp_path, "half", "worldlm", ppl=PPL["worldlm"], rounds=1, planned=4)
+    with pytest.raises(RunDirError, match="unfinished, 1 of 4 rounds done.*--partial"):
+        load_run(half)
+    assert not load_run(half, partial=True).finished
+    (half / rec.EVAL_FILE).write_text("")
+    with pytest.raises(RunDirError, match="no evaluation"):
+        load_run(half, partial=True)
+    (half / rec.SUMMARY_FILE).unlink()
+    with pytest.raises(RunDirError, match="has not finished a round"):
+        load_run(half)
+
+
+def test_cli_prints_the_table_and_fails_cleanly(tmp_path: Path, capsys) -> None:
+    run = fake_run(tmp_path, "fl", "fl", ppl=PPL["fl"])
+    assert main(["compare", str(run), "--out", str(tmp_path / "c"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| method | runs | es | fr | ru |") and "compare.csv" in out
+    assert main(["compare", str(run), str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "c")]) == 2
+    assert "nope: no such run directory" in capsys.readouterr().err
