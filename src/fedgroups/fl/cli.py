@@ -77,6 +77,10 @@ def run_train(args: argparse.Namespace) -> int:
                       "remove it yourself if that is intended", file=sys.stderr)
                 return 2
             shutil.rmtree(old)
+    if config.hierarchy is not None:  # federations of federations (docs/hierarchy.md)
+        from fedgroups.fl.hierarchy.runner import run_cli
+
+        return run_cli(config, backend=args.backend, resume=bool(args.resume))
     try:
         result = run(config, backend=args.backend, resume=bool(args.resume),
                      echo=lambda m: print(m, file=sys.stderr))

@@ -226,6 +226,8 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    # Federations of federations: parsed strictly by fl/hierarchy/config.py (docs/hierarchy.md).
+    hierarchy: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check(self.rounds >= 1, "rounds must be >= 1")
