@@ -61,17 +61,18 @@ def _shift_index_row(root: str, row: int = 3) -> object:
     import pyarrow.parquet as pq
 
     from fedgroups.format.manifest import file_sha256
+    from fedgroups.format.spec import MANIFEST_FILE
 
-    path = os.path.join(root, "index.parquet")
+    manifest_path = os.path.join(root, MANIFEST_FILE)
+    with open(manifest_path) as f:
+        m = json.load(f)
+    path = os.path.join(root, m["index"]["path"])
     t = pq.read_table(path)
     first = t.column("first_row").to_pylist()
     first[row] += 1
     t = t.set_column(t.schema.get_field_index("first_row"), "first_row",
                      pa.array(first, pa.int64()))
     pq.write_table(t, path)
-    manifest_path = os.path.join(root, "manifest.json")
-    with open(manifest_path) as f:
-        m = json.load(f)
     m["index"].update(file_bytes=os.path.getsize(path), sha256=file_sha256(path))
     with open(manifest_path, "w") as f:
         json.dump(m, f)

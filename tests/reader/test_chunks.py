@@ -1,4 +1,4 @@
-"""The block-level read path of streams gives exactly what the per-group path gives."""
+"""The chunked read path of streams gives exactly what the per-group path gives."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import fedgroups as fg
 from fedgroups.errors import CorruptDatasetError
-from fedgroups.reader import blocks, readahead, stream
+from fedgroups.reader import chunks, readahead, stream
 from fedgroups.reader.readahead import RowGroupFeed
 from fedgroups.reader.stream import chunk_ranges
 
@@ -97,8 +97,8 @@ def test_streamed_group_methods_match(small):
 
 
 def _chunk(ds, ids, preload, threads):
-    feed = RowGroupFeed(ds, ds.schema.names, read_ahead=threads)
-    return blocks.plan_chunk(ds, ids, ds.schema.names, preload, feed)
+    feed = RowGroupFeed(ds.store, ds.schema.names, read_ahead=threads)
+    return chunks.plan_chunk(ds.store, ids, ds.schema.names, preload, feed)
 
 
 @pytest.mark.parametrize("preload", [1 << 20, 200])
@@ -106,9 +106,9 @@ def test_threads_change_nothing(small, preload):
     # decoded on threads (tables resolved by the consumer) or at once, in this thread
     ids = np.random.default_rng(0).permutation(len(small))
     now = list(_chunk(small, ids, preload, 0))
-    small._shards.clear_cache()
+    small.store.clear_cache()
     ahead = list(_chunk(small, ids, preload, 2))
-    assert [g.key for g in now] == [g.key for g in ahead] == small._keys_of(ids)
+    assert [g.key for g in now] == [g.key for g in ahead] == small.store.keys(ids)
     for a, b in zip(now, ahead):
         assert a.to_arrow().equals(b.to_arrow()) and list(a) == list(b)
 
@@ -128,22 +128,22 @@ def test_tiny_read_ahead_limits_change_nothing(small, monkeypatch):
     monkeypatch.setattr(readahead, "SEGMENT_BYTES", 1)
     monkeypatch.setattr(stream, "PLAN_AHEAD_BYTES", 1)
     monkeypatch.setattr(stream, "CHUNK_GROUPS", 7)
-    small._shards.clear_cache()
+    small.store.clear_cache()
     got = [(g.key, g.to_arrow()) for g in small.groups(seed=5, buffer_size=50)]
     assert [k for k, _ in got] == [k for k, _ in expect]
     assert all(a.equals(b) for (_, a), (_, b) in zip(got, expect))
 
 
 def test_read_ahead_holds_only_what_planned_chunks_need(small):
-    feed = RowGroupFeed(small, small.schema.names, read_ahead=2)
+    feed = RowGroupFeed(small.store, small.schema.names, read_ahead=2)
     ids = np.random.default_rng(1).permutation(len(small))
     spans = [ids[i:i + 40] for i in range(0, len(ids), 40)]
-    chunks = [blocks.plan_chunk(small, part, small.schema.names, 1 << 20, feed)
-              for part in spans]
+    planned = [chunks.plan_chunk(small.store, part, small.schema.names, 1 << 20, feed)
+               for part in spans]
     assert feed.held_bytes > 0
-    for part, c in zip(spans, chunks):
+    for part, c in zip(spans, planned):
         got = [(g.key, g.to_arrow().num_rows) for g in c]
-        assert got == list(zip(small._keys_of(part), small._a.sizes[part].tolist()))
+        assert got == list(zip(small.store.keys(part), small.store.arrays.sizes[part].tolist()))
         feed.release(c.codes, c.code_rows)
     assert feed.held_bytes == 0 and not feed._held
     feed.close()
@@ -187,7 +187,7 @@ def test_stream_detects_an_index_that_disagrees_with_the_shard(small_path, tmp_p
 def test_small_chunks_change_nothing(small, monkeypatch):
     expect = [(g.key, g.to_arrow()) for g in small.groups(seed=2)]
     monkeypatch.setattr(stream, "CHUNK_GROUPS", 3)
-    monkeypatch.setattr(blocks.DictBlock, "UNIT_ROWS", 5)
+    monkeypatch.setattr(chunks.GatheredDicts, "UNIT_ROWS", 5)
     got = [(g.key, g.to_arrow()) for g in small.groups(seed=2, prefetch=4)]
     assert [k for k, _ in got] == [k for k, _ in expect]
     assert all(a.equals(b) for (_, a), (_, b) in zip(got, expect))
@@ -228,7 +228,7 @@ def test_chunk_ranges_tile_and_respect_limits(sizes, max_groups, max_bytes, prel
 
 @pytest.mark.parametrize("dict_bytes", [0, 1 << 30])
 def test_dicts_whole_row_groups_or_gathered_are_the_same(small, monkeypatch, dict_bytes):
-    # row groups converted to dicts whole (the feed) or rows gathered per block (DictBlock)
+    # row groups converted to dicts whole (the feed) or rows gathered (GatheredDicts)
     monkeypatch.setattr(readahead, "DICT_BYTES", dict_bytes)
     fresh = fg.open(small.root)
     seen = 0
@@ -244,14 +244,14 @@ def test_dicts_whole_row_groups_or_gathered_are_the_same(small, monkeypatch, dic
 
 def test_whole_row_group_dicts_stay_within_their_budget(small, monkeypatch):
     monkeypatch.setattr(readahead, "DICT_BYTES", 1)  # nothing fits: all gathered
-    feed = RowGroupFeed(small, small.schema.names, read_ahead=2)
+    feed = RowGroupFeed(small.store, small.schema.names, read_ahead=2)
     ids = np.arange(len(small))
-    chunk = blocks.plan_chunk(small, ids, small.schema.names, 1 << 20, feed)
+    chunk = chunks.plan_chunk(small.store, ids, small.schema.names, 1 << 20, feed)
     groups = list(chunk)
     assert all(list(g) == list(small[g.key]) for g in groups)
     assert feed._dict_bytes == 0
     monkeypatch.setattr(readahead, "DICT_BYTES", 1 << 30)
-    chunk2 = blocks.plan_chunk(small, ids, small.schema.names, 1 << 20, feed)
+    chunk2 = chunks.plan_chunk(small.store, ids, small.schema.names, 1 << 20, feed)
     assert all(list(g) == list(small[g.key]) for g in chunk2)
     assert feed._dict_bytes > 0  # a chunk of every group needs all of each row group
     feed.release(chunk.codes, chunk.code_rows)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
 
 import fedgroups as fg
 from fedgroups.errors import CorruptDatasetError, NotADatasetError
+from fedgroups.format.spec import MANIFEST_FILE
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def copy(small_path: str, tmp_path) -> str:
 
 
 def _manifest(root: str) -> dict:
-    with open(os.path.join(root, "manifest.json")) as f:
+    with open(os.path.join(root, MANIFEST_FILE)) as f:
         return json.load(f)
 
 
@@ -36,18 +38,20 @@ def _read_all(root: str) -> None:
 
 
 def test_missing_manifest(copy):
-    os.remove(os.path.join(copy, "manifest.json"))
-    with pytest.raises(NotADatasetError, match="manifest.json"):
+    os.remove(os.path.join(copy, MANIFEST_FILE))
+    with pytest.raises(NotADatasetError, match=re.escape(os.path.basename(MANIFEST_FILE))):
         fg.open(copy)
 
 
 def test_altered_index(copy):
-    with open(os.path.join(copy, "index.parquet"), "r+b") as f:
+    index = _manifest(copy)["index"]["path"]
+    with open(os.path.join(copy, index), "r+b") as f:
         f.seek(100)
         b = f.read(1)
         f.seek(100)
         f.write(bytes([b[0] ^ 0xFF]))
-    with pytest.raises(CorruptDatasetError, match="index.parquet.*checksum"):
+    with pytest.raises(CorruptDatasetError,
+                       match=re.escape(os.path.basename(index)) + ".*checksum"):
         fg.open(copy)
 
 

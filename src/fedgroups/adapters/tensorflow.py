@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from fedgroups.errors import SettingError
 from fedgroups.format.rows import to_dicts
-from fedgroups.reader.dataset import Group, GroupedDataset
+from fedgroups.reader import Group, GroupedDataset
 
 
 def _tf() -> Any:
@@ -95,7 +95,7 @@ def to_tf_dataset(dataset: GroupedDataset, *, columns: Sequence[str] | None = No
     converted at a time.
     """
     tf = _tf()
-    cols = dataset._check_columns(columns)
+    cols = dataset.store.check_columns(columns)
     signature = {c: _spec(tf, c, dataset.schema.field(c).type) for c in cols}
     keys = dataset.groups(**stream).keys()
     key_type = dataset.manifest["key"]["type"]

@@ -1,4 +1,4 @@
-"""Block-level reads for streams: a chunk of groups served from whole decoded row groups.
+"""Chunks: a stream's groups planned together and served from whole decoded row groups.
 
 A stream hands out groups one at a time, but reading them one at a time costs tens of
 microseconds of Python per group — more than decoding a 10-example group. So a stream
@@ -14,7 +14,7 @@ plans a *chunk* (up to a thousand consecutive groups of its order, see stream.py
 3. Python dicts are a slice of the group's row group converted whole (when the planned
    chunks need most of it: see RowGroupFeed.dicts), made with the group while the
    consumer takes every group's dicts; or, else, made when asked for, with the groups
-   after it, a few thousand rows in one ``to_dicts`` (:class:`DictBlock`). Either way
+   after it, a few thousand rows in one ``to_dicts`` (:class:`GatheredDicts`). Either way
    handed out per group, once.
 
 Groups in several parts or crossing a row group boundary are read whole, once their row
@@ -26,23 +26,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from fedgroups.format.rows import to_dicts
-from fedgroups.reader.group import Group
+from fedgroups.reader.group import Group, Key, Part
 from fedgroups.reader.readahead import RowGroupFeed
-from fedgroups.reader.shards import _RunBatch
-
-if TYPE_CHECKING:
-    from fedgroups.reader.dataset import GroupedDataset
+from fedgroups.reader.shards import DecodedRowGroup
+from fedgroups.reader.store import Store
 
 _TAKEN: list[dict[str, Any]] = []  # marks a group whose dicts were handed out
 
 
-class DictBlock:
+class GatheredDicts:
     """The rows of a chunk's groups as Python dicts, converted a few thousand rows at once.
 
     ``take(slot)`` returns the dicts of the ``slot``-th group once (later calls get None,
@@ -105,7 +103,7 @@ class DictBlock:
             at += count[i]
 
 
-def _locate(ds: GroupedDataset, shard: np.ndarray, first: np.ndarray, count: np.ndarray,
+def _locate(store: Store, shard: np.ndarray, first: np.ndarray, count: np.ndarray,
             eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row group holding each eligible part whole (-1 if none: not eligible, or the part
     crosses a row group boundary) and the part's first row inside it."""
@@ -113,7 +111,7 @@ def _locate(ds: GroupedDataset, shard: np.ndarray, first: np.ndarray, count: np.
     lo = np.zeros(len(shard), np.int64)
     for s in np.unique(shard[eligible]).tolist():  # a chunk touches few shards
         where = np.flatnonzero(eligible & (shard == s))
-        starts = ds._shards.get(s).row_group_starts
+        starts = store.shards.get(s).row_group_starts
         r = np.searchsorted(starts, first[where], side="right") - 1
         inside = first[where] + count[where] <= starts[r + 1]
         rg[where[inside]] = r[inside]
@@ -121,28 +119,33 @@ def _locate(ds: GroupedDataset, shard: np.ndarray, first: np.ndarray, count: np.
     return rg, lo
 
 
+Other = tuple[int, list[Part], list[int] | None]
+"""A chunk's group not served from one row group: (group id, parts, the row groups to
+decode before reading it whole — None for a group too large to read whole)."""
+
+
 class Chunk:
     """Consecutive groups of a stream, planned. Iterating makes the Groups as the consumer
     reaches them, each waiting only for its own row group (so the consumer starts on a
     shuffled chunk after one decode, not after all of them)."""
 
-    def __init__(self, ds: GroupedDataset, columns: list[str], keys: list[Any],
+    def __init__(self, store: Store, columns: list[str], keys: list[Key],
                  shard: list[int], first: list[int], count: list[int], which: list[int],
                  feed: RowGroupFeed, uniq: list[int], lo: list[int], nbytes: list[int],
-                 nwords: list[int], others: dict[int, tuple[Group, list[int] | None]],
-                 codes: list[int], code_rows: list[int]) -> None:
+                 nwords: list[int], others: dict[int, Other], codes: list[int],
+                 code_rows: list[int]) -> None:
         # group i: rows lo[i]:lo[i]+count[i] of row group uniq[which[i]] (decoded into
-        # runs[which[i]] when first reached), or, where which[i] is -1, the group
-        # others[i][0], read whole (from row groups others[i][1]) when reached
-        self._ds, self._columns, self._keys = ds, columns, keys
+        # decoded[which[i]] when first reached), or, where which[i] is -1, the group
+        # others[i], read whole (after its row groups are decoded) when reached
+        self._store, self._columns, self._keys = store, columns, keys
         self._shard, self._first, self._count = shard, first, count
         self._which, self._feed, self._uniq, self._lo = which, feed, uniq, lo
-        self._runs: list[_RunBatch | None] = [None] * len(uniq)
+        self._decoded: list[DecodedRowGroup | None] = [None] * len(uniq)
         self._nbytes, self._nwords, self._others = nbytes, nwords, others
         self.codes = codes  # the row groups it needs (shard << 32 | row group)
         self.code_rows = code_rows  # rows of each its small groups need
-        self._dicts_ok = columns == ds._columns  # Group.__iter__ yields every column
-        self._dicts: DictBlock | None = None
+        self._dicts_ok = columns == store.columns  # Group.__iter__ yields every column
+        self._dicts: GatheredDicts | None = None
         self._taken = bytearray(len(keys))  # groups whose dicts were handed out
         self._whole: list[list[dict[str, Any]] | None] = [None] * len(uniq)  # see take
         self._lock = threading.Lock()
@@ -161,10 +164,10 @@ class Chunk:
             self._whole = [None] * len(self._whole)
             self._dicts = None
 
-    def _run(self, k: int) -> _RunBatch:
-        rb = self._runs[k]
+    def _row_group(self, k: int) -> DecodedRowGroup:
+        rb = self._decoded[k]
         if rb is None:
-            rb = self._runs[k] = self._feed.resolve(self._uniq[k])
+            rb = self._decoded[k] = self._feed.resolve(self._uniq[k])
         return rb
 
     def _batch_of(self, slot: int, wait: bool) -> pa.RecordBatch | None:
@@ -175,9 +178,9 @@ class Chunk:
             return None
         if not wait and (self._taken[slot] or self._feed.has_dicts(self._uniq[k])):
             return None
-        rb = self._runs[k] or self._feed.peek(self._uniq[k])
+        rb = self._decoded[k] or self._feed.peek(self._uniq[k])
         if rb is None and wait:
-            rb = self._run(k)
+            rb = self._row_group(k)
         return None if rb is None else rb.batch
 
     def _whole_dicts(self, k: int) -> list[dict[str, Any]] | None:
@@ -189,7 +192,8 @@ class Chunk:
     def take(self, slot: int) -> list[dict[str, Any]] | None:
         """Group ``slot``'s rows as dicts, once (None the second time: the group converts
         its rows again): a slice of its row group's dicts if the feed converts that whole
-        (see :meth:`RowGroupFeed.dicts`), else with the groups after it (:class:`DictBlock`).
+        (see :meth:`RowGroupFeed.dicts`), else with the groups after it
+        (:class:`GatheredDicts`).
         Tells the feed the stream is iterated as dicts: later groups get theirs made with
         them (see ``__iter__``)."""
         if not self._dicts_ok:
@@ -207,43 +211,36 @@ class Chunk:
                     x = self._lo[slot]
                     return every[x:x + self._count[slot]]
             if block is None:
-                block = self._dicts = DictBlock(self._batch_of, self._lo, self._count)
+                block = self._dicts = GatheredDicts(self._batch_of, self._lo, self._count)
         return block.take(slot)
 
     def __iter__(self) -> Iterator[Group]:
-        # Group slots are set here directly: a stream makes tens of thousands of groups a
-        # second, and Group.__init__'s general case would cost more than the rest together.
         # While the consumer takes every group's dicts (feed.wants_dicts, and the previous
         # group's were taken), a group comes with its slice of its row group's dicts ready
         # (and marked taken, so iterating it again converts afresh, never shares them).
-        ds, columns, runs, others, feed = self._ds, self._columns, self._runs, self._others, \
-            self._feed
-        schema, names, shards, taken, whole = ds.schema, ds._columns, ds._shards, \
+        store, columns, decoded, others, feed = self._store, self._columns, self._decoded, \
+            self._others, self._feed
+        schema, names, shards, taken, whole = store.schema, store.columns, store.shards, \
             self._taken, self._whole
         dicts_ok = self._dicts_ok
-        new = object.__new__
         ready: list[list[dict[str, Any]]] | None = None  # the previous group's
         for slot, (key, k, x, n, nb, nw) in enumerate(zip(
                 self._keys, self._which, self._lo, self._count, self._nbytes, self._nwords)):
             if k < 0:
-                g, needs = others[slot]
+                gid, parts, needs = others[slot]
+                batches = None
                 if needs is not None:  # its row groups into the shard cache, then read it
                     for code in needs:
                         feed.resolve(code)
-                    g._preload(columns)
+                    batches = store.read_group(parts, columns, key)
                 self.handed = slot + 1
-                yield g
+                yield store.group(gid, key, batches=batches,
+                                  batch_columns=None if batches is None else columns)
                 continue
-            rb = runs[k]
+            rb = decoded[k]
             if rb is None:
-                rb = self._run(k)
-            g = new(Group)
-            g.key, g._parts, g.num_examples = key, None, n
-            g.num_bytes = g._total_bytes = nb
-            g.num_words = g._total_words = nw
-            g.schema, g._columns, g._shards, g._rows = schema, names, shards, None
-            g._preloaded, g._preloaded_cols, g._rg, g._lo = None, columns, rb.batch, x
-            g._chunk, g._slot, g._ready = self, slot, None
+                rb = self._row_group(k)
+            mine = None  # this group's dicts, if made with it
             if dicts_ok and feed.wants_dicts:
                 if ready:  # not taken: the consumer stopped asking for dicts
                     feed.wants_dicts = False
@@ -253,22 +250,26 @@ class Chunk:
                         every = self._whole_dicts(k)
                     if every is not None and not taken[slot]:
                         taken[slot] = 1
-                        g._ready = ready = [every[x:x + n]]
+                        mine = ready = [every[x:x + n]]
             self.handed = slot + 1
-            yield g
+            # by position (a stream makes tens of thousands of groups a second): rows
+            # x:x+n of the row group, the slot-th group of this chunk (see Group.__init__)
+            yield Group(key, n, nb, nw, schema, names, shards, None, None, None, None, None,
+                        columns, rb.batch, x, self, slot, mine)
 
-def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_bytes: int,
+
+def plan_chunk(store: Store, ids: np.ndarray, columns: list[str], preload_bytes: int,
                feed: RowGroupFeed) -> Chunk:
     """The groups ``ids`` (in this order), the row groups they need told to ``feed`` in the
     order the chunk first needs them. Groups over ``preload_bytes`` need none: they stay
     lazy and are read row group by row group as the consumer iterates them."""
-    a = ds._a
-    keys = ds._keys_of(ids)
+    a = store.arrays
+    keys = store.keys(ids)
     part0 = a.starts[ids]
     nbytes = a.bytes[ids]
     shard, first, count = a.part_shard[part0], a.part_first[part0], a.part_rows[part0]
     eligible = (a.stops[ids] - part0 == 1) & (nbytes <= preload_bytes)
-    rg, lo = _locate(ds, shard, first, count, eligible)
+    rg, lo = _locate(store, shard, first, count, eligible)
     which = np.full(len(ids), -1, np.int64)
     blocked = rg >= 0
     code = (shard << 32) + rg
@@ -276,17 +277,18 @@ def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_
     if blocked.any():
         uniq, which[blocked] = np.unique(code[blocked], return_inverse=True)
     # row groups of the other small groups (crossing a row group boundary, or in parts)
-    others: dict[int, tuple[Group, list[int] | None]] = {}
+    others: dict[int, Other] = {}
     at, extra = [np.flatnonzero(blocked)], [code[blocked]]
     for i in np.flatnonzero(~blocked).tolist():
-        g = ds._group_at(int(ids[i]), keys[i])
+        gid = int(ids[i])
+        parts = store.parts(gid)
         needs = None
         if nbytes[i] <= preload_bytes:
-            needs = [(p.shard << 32) + r for p in g.parts for r, _, _ in
-                     ds._shards.get(p.shard).row_group_slices(p.first_row, p.num_rows)]
+            needs = [(p.shard << 32) + r for p in parts for r, _, _ in
+                     store.shards.get(p.shard).row_group_slices(p.first_row, p.num_rows)]
             at.append(np.full(len(needs), i))
             extra.append(np.asarray(needs, np.int64))
-        others[i] = (g, needs)
+        others[i] = (gid, parts, needs)
     pos, every = np.concatenate(at), np.concatenate(extra)
     codes, code_rows = [], []
     if len(every):
@@ -299,6 +301,6 @@ def plan_chunk(ds: GroupedDataset, ids: np.ndarray, columns: list[str], preload_
         for c, n in zip(codes, code_rows):
             feed.need(c, n)
         feed.start()
-    return Chunk(ds, columns, keys, shard.tolist(), first.tolist(), count.tolist(),
+    return Chunk(store, columns, keys, shard.tolist(), first.tolist(), count.tolist(),
                  which.tolist(), feed, uniq.tolist(), lo.tolist(), nbytes.tolist(),
                  a.words[ids].tolist(), others, codes, code_rows)

@@ -1,4 +1,9 @@
-"""GroupedDataset and Group: the reading side of the format, by key or by position."""
+"""GroupedDataset: the reading side of the format, by key or by position, and streams.
+
+A GroupedDataset is a :class:`~fedgroups.reader.store.Store` (the files) plus the ids of
+the groups it holds (all of them, or a view's). Everything below it — streams, chunks,
+read-ahead — takes the Store, never the dataset.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from fedgroups.errors import SettingError
-from fedgroups.format.manifest import read_manifest, schema_from_json
-from fedgroups.format.rows import column_values
-from fedgroups.format.spec import KEY_COLUMN
-from fedgroups.reader.group import Group, Key, Part
-from fedgroups.reader.index import IndexArrays, load_index
+from fedgroups.reader.group import Group, Key
 from fedgroups.reader.shards import ShardCache
 from fedgroups.reader.split import split_ids
+from fedgroups.reader.store import Store
 from fedgroups.reader.stream import (
     GroupStream,
     StreamSettings,
@@ -32,19 +34,20 @@ __all__ = ["Group", "GroupedDataset", "Key", "open"]
 class GroupedDataset:
     """A grouped dataset on disk (or a view of some of its groups)."""
 
-    def __init__(self, root: str, manifest: dict[str, Any], index: pa.Table,
-                 group_ids: np.ndarray | None = None, shards: ShardCache | None = None,
-                 arrays: IndexArrays | None = None) -> None:
-        self.root = root
-        self.manifest = manifest
-        self.index = index
-        self._a = arrays or IndexArrays.from_index(index)
-        n = len(self._a.starts)
-        self._ids = np.arange(n, dtype=np.int64) if group_ids is None else group_ids
-        self._shards = shards or ShardCache(root, manifest["shards"])
-        full = schema_from_json(manifest["schema"])
-        self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN])
-        self._columns = self.schema.names
+    def __init__(self, store: Store, group_ids: np.ndarray | None = None) -> None:
+        """The groups ``group_ids`` (sorted; None: all) of ``store``; see :func:`open`."""
+        self.store = store
+        self.root: str = store.root
+        self.manifest: dict[str, Any] = store.manifest
+        self.index: pa.Table = store.index
+        self.schema: pa.Schema = store.schema
+        self._ids = np.arange(store.num_groups, dtype=np.int64) if group_ids is None \
+            else group_ids
+
+    @property
+    def _shards(self) -> ShardCache:
+        # kept for callers from before the Store (benchmarks/read.py, tests/adapters)
+        return self.store.shards
 
     # ---- sizes -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -52,30 +55,17 @@ class GroupedDataset:
 
     @property
     def num_examples(self) -> int:
-        if len(self._ids) == len(self._a.starts):
-            return int(self.manifest["totals"]["examples"])
+        if len(self._ids) == self.store.num_groups:
+            return self.store.num_examples
         return int(self.group_sizes().sum())
 
     def group_sizes(self) -> np.ndarray:
         """Examples per group, in key order (aligned with ``keys()``)."""
-        return self._a.sizes[self._ids]
+        return self.store.arrays.sizes[self._ids]
 
     def keys(self) -> list[Key]:
         """Group keys in sorted order."""
-        return self._keys_of(self._ids)
-
-    def _keys_of(self, ids: np.ndarray) -> list[Key]:
-        return column_values(self._a.keys.take(pa.array(np.asarray(ids, dtype=np.int64))))
-
-    def _physical(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._a.location[ids], self._a.bytes[ids]
-
-    def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
-        cols = list(columns) if columns is not None else list(self._columns)
-        missing = [c for c in cols if c not in self._columns]
-        if missing:
-            raise KeyError(f"no column {missing[0]!r}; columns are {self._columns}")
-        return cols
+        return self.store.keys(self._ids)
 
     def __repr__(self) -> str:
         return (f"GroupedDataset({self.root!r}, groups={len(self)}, "
@@ -83,36 +73,22 @@ class GroupedDataset:
 
     # ---- random access ---------------------------------------------------------------
     def _in_view(self, gid: int) -> bool:
-        if len(self._ids) == len(self._a.starts):
+        if len(self._ids) == self.store.num_groups:
             return True
         pos = int(np.searchsorted(self._ids, gid))
         return pos < len(self._ids) and int(self._ids[pos]) == gid
 
-    def _group_at(self, gid: int, key: Key | None = None) -> Group:
-        a = self._a
-        lo, hi = a.starts[gid], a.stops[gid]
-        parts = [Part(int(a.part_shard[i]), int(a.part_first[i]), int(a.part_rows[i]))
-                 for i in range(lo, hi)]
-        if key is None:
-            key = a.keys[gid].as_py()
-        return Group(key, parts, int(a.bytes[gid]), int(a.words[gid]), self._shards,
-                     self.schema)
-
-    def _groups_at(self, ids: np.ndarray) -> list[Group]:
-        """Several groups at once (keys converted in one call)."""
-        return [self._group_at(int(g), k) for g, k in zip(ids, self._keys_of(ids))]
-
     def group(self, key: Key) -> Group:
         """The group with this key; KeyError (with close matches) if there is none."""
-        gid = self._a.find(key)
+        gid = self.store.find(key)
         if gid is None or not self._in_view(gid):
             raise KeyError(f"no group {key!r} in {self.root}{self._hint(key)}")
-        return self._group_at(gid)
+        return self.store.group(gid)
 
     def _hint(self, key: Key) -> str:
         if not isinstance(key, str):
             return ""
-        near = [k for k in self._keys_of(self._ids[self._a.near(key, self._ids)])
+        near = [k for k in self.store.keys(self._ids[self.store.arrays.near(key, self._ids)])
                 if isinstance(k, str)]
         close = difflib.get_close_matches(key, near, n=3)
         return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -121,19 +97,19 @@ class GroupedDataset:
         return self.group(key)
 
     def __contains__(self, key: Key) -> bool:
-        gid = self._a.find(key)
+        gid = self.store.find(key)
         return gid is not None and self._in_view(gid)
 
     def group_at(self, position: int) -> Group:
         """The ``position``-th group in key order (of this view)."""
         if not 0 <= position < len(self._ids):
             raise IndexError(f"group position {position} out of range 0..{len(self._ids) - 1}")
-        return self._group_at(int(self._ids[position]))
+        return self.store.group(int(self._ids[position]))
 
     def _ids_of(self, keys: Sequence[Key]) -> np.ndarray:
         ids = []
         for k in keys:
-            gid = self._a.find(k)
+            gid = self.store.find(k)
             if gid is None or not self._in_view(gid):
                 raise KeyError(f"no group {k!r} in {self.root}{self._hint(k)}")
             ids.append(gid)
@@ -144,17 +120,17 @@ class GroupedDataset:
         return self._view(self._ids_of(keys))
 
     def _view(self, ids: np.ndarray) -> GroupedDataset:
-        return GroupedDataset(self.root, self.manifest, self.index, ids, self._shards, self._a)
+        return GroupedDataset(self.store, ids)
 
     def __iter__(self) -> Iterator[Group]:
         for gid in self._ids:
-            yield self._group_at(int(gid))
+            yield self.store.group(int(gid))
 
     # ---- streams and splits ----------------------------------------------------------
     def _select(self, min_examples: int | None, max_examples: int | None,
                 keys: Sequence[Key] | None) -> np.ndarray:
         ids = self._ids if keys is None else self._ids_of(keys)
-        sizes = self._a.sizes[ids]
+        sizes = self.store.arrays.sizes[ids]
         keep = np.ones(len(ids), dtype=bool)
         if min_examples is not None:
             keep &= sizes >= min_examples
@@ -191,9 +167,9 @@ class GroupedDataset:
                                   num_workers=num_workers, buffer_size=buffer_size,
                                   block_bytes=block_bytes)
         ids = self._select(min_examples, max_examples, keys)
-        selection = selection_digest(self.manifest["index"]["sha256"], ids)
+        selection = selection_digest(self.store.index_sha256, ids)
         position = 0 if state is None else check_state(state, settings, selection)
-        return GroupStream(self, order_for(self, ids, settings), settings, selection,
+        return GroupStream(self.store, order_for(self.store, ids, settings), settings, selection,
                            position=position, prefetch=prefetch, num_threads=num_threads,
                            columns=columns)
 
@@ -210,8 +186,4 @@ class GroupedDataset:
 
 def open(path: str | os.PathLike[str]) -> GroupedDataset:
     """Open a grouped dataset written by ``fg.build`` (no code from the dataset is run)."""
-    root = os.path.abspath(os.fspath(path))
-    manifest = read_manifest(root)
-    index = load_index(root, manifest)
-    return GroupedDataset(root, manifest, index, arrays=IndexArrays.from_index(
-        index, manifest=manifest, root=root))
+    return GroupedDataset(Store.open(path))

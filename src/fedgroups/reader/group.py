@@ -2,7 +2,7 @@
 
 A group reads its rows when asked, row group by row group, so a group larger than RAM
 streams in bounded memory. Groups handed out by a stream may arrive already read (see
-:mod:`fedgroups.reader.blocks`): then ``batches`` and ``__iter__`` serve that data.
+:mod:`fedgroups.reader.chunks`): then ``batches`` and ``__iter__`` serve that data.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ Key = str | bytes | int
 
 
 class StreamChunk(Protocol):
-    """The planned chunk a streamed group comes from (see blocks.py)."""
+    """The planned chunk a streamed group comes from (see chunks.py)."""
 
     def part(self, slot: int) -> tuple[int, int, int]:
         """Group ``slot``'s (shard, first row, rows)."""
@@ -63,33 +63,37 @@ class Group:
                  "_ready", "_rg", "_rows", "_shards", "_slot", "_total_bytes", "_total_words",
                  "key", "num_bytes", "num_examples", "num_words", "schema")
 
-    def __init__(self, key: Key, parts: list[Part], num_bytes: int, num_words: int,
-                 shards: ShardCache, schema: pa.Schema, *, rows: np.ndarray | None = None,
-                 ) -> None:
+    def __init__(self, key: Key, num_examples: int, num_bytes: int, num_words: int,
+                 schema: pa.Schema, columns: list[str], shards: ShardCache,
+                 parts: list[Part] | None = None, rows: np.ndarray | None = None,
+                 total_bytes: int | None = None, total_words: int | None = None,
+                 batches: list[pa.RecordBatch] | None = None,
+                 batch_columns: list[str] | None = None,
+                 row_group: pa.RecordBatch | None = None, first: int = 0,
+                 chunk: StreamChunk | None = None, slot: int = 0,
+                 ready: list[list[dict[str, Any]]] | None = None) -> None:
+        """The one way to make a Group (the Store, a stream's chunks and
+        :meth:`split_examples` call it). It computes nothing: a stream makes tens of
+        thousands of groups a second, so they pass their arguments by position.
+
+        ``columns`` is ``schema.names`` (shared, not copied per group). Where the rows are:
+
+        * ``parts`` in ``shards`` (``rows``: only these positions inside the group, whose
+          sizes without the restriction are ``total_bytes``/``total_words``), read lazily;
+        * ``batches``: the rows (``batch_columns`` of them) read already;
+        * a streamed group: rows ``first:first+num_examples`` of the decoded ``row_group``,
+          the ``slot``-th group of ``chunk``, which knows its part (``parts`` is None) and
+          may hold its rows as dicts; ``ready``: those dicts, made with the group.
+        """
         self.key = key
-        self._parts: list[Part] | None = parts  # None: a streamed group's, in _chunk
-        if rows is None:
-            self.num_examples = parts[0].num_rows if len(parts) == 1 else \
-                sum(p.num_rows for p in parts)
-            self.num_bytes, self.num_words = num_bytes, num_words
-        else:
-            total = sum(p.num_rows for p in parts)
-            self.num_examples = len(rows)
-            share = self.num_examples / total if total else 0.0
-            self.num_bytes, self.num_words = round(num_bytes * share), round(num_words * share)
-        self._total_bytes, self._total_words = num_bytes, num_words
-        self.schema = schema
-        self._columns = schema.names
-        self._shards = shards
-        self._rows = rows
-        self._preloaded: list[pa.RecordBatch] | None = None
-        self._preloaded_cols: list[str] = []
-        # a streamed group's rows: _lo:_lo+num_examples of the decoded row group _rg
-        self._rg: pa.RecordBatch | None = None
-        self._lo = 0
-        self._chunk: StreamChunk | None = None  # a streamed group's chunk, and its place there
-        self._slot = 0
-        self._ready: list[list[dict[str, Any]]] | None = None  # its dicts, made ahead (once)
+        self.num_examples, self.num_bytes, self.num_words = num_examples, num_bytes, num_words
+        self._total_bytes = num_bytes if total_bytes is None else total_bytes
+        self._total_words = num_words if total_words is None else total_words
+        self.schema, self._columns, self._shards = schema, columns, shards
+        self._parts, self._rows = parts, rows
+        self._preloaded, self._preloaded_cols = batches, batch_columns or []
+        self._rg, self._lo = row_group, first
+        self._chunk, self._slot, self._ready = chunk, slot, ready
 
     @property
     def parts(self) -> list[Part]:
@@ -119,16 +123,6 @@ class Group:
             if name not in self._columns:
                 raise KeyError(f"no column {name!r}; columns are {self._columns}")
         return cols
-
-    def _preload(self, columns: list[str]) -> None:
-        """Read the whole (small) group now, e.g. on a prefetch thread."""
-        if len(self.parts) == 1:
-            p = self.parts[0]
-            self._preloaded = self._shards.read_part(p.shard, p.first_row, p.num_rows,
-                                                     columns, self.key)
-        else:
-            self._preloaded = list(self._read(columns))
-        self._preloaded_cols = columns
 
     def _read(self, cols: list[str]) -> Iterator[pa.RecordBatch]:
         for p in self.parts:
@@ -231,10 +225,14 @@ class Group:
         salt = int.from_bytes(hashlib.blake2b(repr(self.key).encode(), digest_size=4).digest(),
                               "little")
         base = np.arange(self.num_examples) if self._rows is None else self._rows
+        total = sum(p.num_rows for p in self.parts)  # the group's, without ``rows``
         out = {}
         for name, pos in split_rows(self.num_examples, fractions, seed, salt).items():
-            g = Group(self.key, self.parts, self._total_bytes, self._total_words, self._shards,
-                      self.schema, rows=base[pos])
-            g._preloaded, g._preloaded_cols = self._pre(), self._preloaded_cols
-            out[name] = g
+            n = len(pos)
+            share = n / total if total else 0.0
+            out[name] = Group(self.key, n, round(self._total_bytes * share),
+                              round(self._total_words * share), self.schema, self._columns,
+                              self._shards, parts=self.parts, rows=base[pos],
+                              total_bytes=self._total_bytes, total_words=self._total_words,
+                              batches=self._pre(), batch_columns=self._preloaded_cols)
         return out

@@ -84,7 +84,8 @@ class IndexArrays:
     def physical(self) -> PhysicalIndex:
         """The parts in on-disk order (made on first use: streams check row groups with it)."""
         shards = int(self.part_shard.max()) + 1 if len(self.part_shard) else 0
-        return PhysicalIndex.from_arrays(self, shards)
+        return PhysicalIndex.from_parts(self.starts, self.stops, self.part_shard,
+                                        self.part_first, self.part_rows, shards)
 
     def lower_bound(self, key: Any) -> int:
         """First group number whose key is >= ``key`` (keys are sorted)."""

@@ -1,6 +1,6 @@
 """Row groups for streams: decoded ahead of the consumer, in the order it will need them.
 
-A stream plans its groups chunk by chunk (see blocks.py) and tells the feed which row
+A stream plans its groups chunk by chunk (see chunks.py) and tells the feed which row
 groups each chunk needs, in first-need order. With read-ahead on, the feed hands those row
 groups to Arrow's dataset scanner in segments of a few MiB: Arrow decodes them on its own
 thread pool without the GIL — Python threads would each need the GIL back after every
@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pds
@@ -30,11 +30,9 @@ import pyarrow.fs as pfs
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.rows import to_dicts
 from fedgroups.format.spec import KEY_COLUMN
-from fedgroups.reader.shards import ShardCache, _RunBatch
+from fedgroups.reader.shards import DecodedRowGroup, ShardCache
+from fedgroups.reader.store import Store
 from fedgroups.reader.tiling import check_row_group
-
-if TYPE_CHECKING:
-    from fedgroups.reader.dataset import GroupedDataset
 
 # undelivered bytes (uncompressed, from the footers) in flight across scans, and per scan.
 # Two scans at a time: Arrow's pool shares its threads among all running scans, so more
@@ -113,7 +111,7 @@ class _Held:
 
     __slots__ = ("dicts", "nbytes", "rb", "rows", "users")
 
-    def __init__(self, rb: _RunBatch | None, nbytes: int) -> None:
+    def __init__(self, rb: DecodedRowGroup | None, nbytes: int) -> None:
         self.rb = rb  # None until decoded
         self.users = 0  # planned chunks that need it
         self.rows = 0  # rows of it their small groups need
@@ -126,8 +124,8 @@ class RowGroupFeed:
     (0: when first needed, in the consumer's thread). ``held_bytes``: uncompressed size of
     the row groups held for planned chunks, what planning ahead costs in memory."""
 
-    def __init__(self, ds: GroupedDataset, columns: list[str], read_ahead: int) -> None:
-        self._shards, self._cols, self._index = ds._shards, tuple(columns), ds._a
+    def __init__(self, store: Store, columns: list[str], read_ahead: int) -> None:
+        self._shards, self._cols, self._index = store.shards, tuple(columns), store.arrays
         self._scan_cols = [*columns, KEY_COLUMN]
         self._read_ahead = read_ahead
         self._held: dict[int, _Held] = {}
@@ -153,7 +151,7 @@ class RowGroupFeed:
         with self._lock:
             entry = self._held.get(code)
             if entry is None:
-                rb = self._shards.cached_run_batch(code >> 32, code & _MASK, self._cols)
+                rb = self._shards.cached_row_group(code >> 32, code & _MASK, self._cols)
                 entry = self._held[code] = _Held(rb, self._size(code))
                 self.held_bytes += entry.nbytes
                 if rb is None and self._read_ahead:
@@ -189,7 +187,7 @@ class RowGroupFeed:
                                          self._read_ahead, self._fragments))
                 self._in_flight += size
 
-    def peek(self, code: int) -> _RunBatch | None:
+    def peek(self, code: int) -> DecodedRowGroup | None:
         """Row group ``code`` if already decoded (never waits)."""
         with self._lock:
             entry = self._held.get(code)
@@ -218,13 +216,13 @@ class RowGroupFeed:
                 self._dict_bytes += rb.nbytes
             return entry.dicts
 
-    def resolve(self, code: int) -> _RunBatch:
+    def resolve(self, code: int) -> DecodedRowGroup:
         """Row group ``code`` decoded and checked against the index (every row: its groups
         need no check of their own), pulling (and waiting for) scans up to it."""
         with self._lock:
             entry = self._held.get(code)
             if entry is None:  # released already (a group iterated after its chunk): read it
-                rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
+                rb = self._shards.decoded_row_group(code >> 32, code & _MASK, self._cols)
                 return self._checked(rb, code)
             if self._pid != os.getpid():
                 self._after_fork()
@@ -232,14 +230,15 @@ class RowGroupFeed:
                 if self._read_ahead and not self._scans:
                     self._start_scans(now=True)
                 if not self._read_ahead or not self._scans:
-                    entry.rb = self._shards.run_batch(code >> 32, code & _MASK, self._cols)
+                    entry.rb = self._shards.decoded_row_group(code >> 32, code & _MASK,
+                                                              self._cols)
                     break
                 scan = self._scans[0]
                 got, table = scan.pull(self._shards)
                 self._in_flight -= self._size(got)
                 if not scan.codes:
                     self._scans.popleft()
-                rb = self._shards.run_batch(got >> 32, got & _MASK, self._cols, table)
+                rb = self._shards.decoded_row_group(got >> 32, got & _MASK, self._cols, table)
                 held = self._held.get(got)
                 if held is not None:
                     held.rb = rb
@@ -256,7 +255,7 @@ class RowGroupFeed:
         self._queue.extendleft(reversed(pending))
         self._queued += sum(n for _, n in pending)
 
-    def _checked(self, rb: _RunBatch, code: int) -> _RunBatch:
+    def _checked(self, rb: DecodedRowGroup, code: int) -> DecodedRowGroup:
         if not rb.verified:
             s, r = code >> 32, code & _MASK
             h = self._shards.get(s)

@@ -70,7 +70,7 @@ class ShardHandle:
 
 
 @dataclass
-class _RunBatch:
+class DecodedRowGroup:
     """A decoded row group: its rows (one record batch, without the key column) and its key
     column. A group's rows are checked to be exactly one run of its key — by looking the
     run up in ``runs`` (made on first use), or, once ``verified`` (the whole key column
@@ -83,11 +83,11 @@ class _RunBatch:
     _runs: dict[int, tuple[int, Any]] | None = None
 
     @classmethod
-    def read(cls, h: ShardHandle, rg: int, columns: tuple[str, ...]) -> _RunBatch:
+    def read(cls, h: ShardHandle, rg: int, columns: tuple[str, ...]) -> DecodedRowGroup:
         return cls.from_table(h.read_row_group(rg, [*columns, KEY_COLUMN]))
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> _RunBatch:
+    def from_table(cls, table: pa.Table) -> DecodedRowGroup:
         """From a row group read with the key column."""
         col = table.column(KEY_COLUMN)
         keys = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
@@ -222,7 +222,7 @@ class ShardCache:
         if rg < 0 or first + count > starts[rg + 1]:  # crosses row groups, or out of range
             return list(self.read_group_rows(shard, first, count, columns, key))
         cols = tuple(columns)
-        rows = self._cache.get((shard, rg, cols), lambda: _RunBatch.read(h, rg, cols))
+        rows = self._cache.get((shard, rg, cols), lambda: DecodedRowGroup.read(h, rg, cols))
         lo = first - starts[rg]
         if not rows.holds(lo, lo + count, key):
             raise CorruptDatasetError(
@@ -230,17 +230,20 @@ class ShardCache:
                 f"exactly group {key!r}; the index and shard disagree — rebuild the dataset")
         return [rows.batch.slice(lo, count)]
 
-    def run_batch(self, shard: int, rg: int, columns: tuple[str, ...],
-                  table: pa.Table | None = None) -> _RunBatch:
-        """Row group ``rg`` of ``shard``, decoded (and cached) with its key runs; from
-        ``table`` (:meth:`read_table`'s) if given and not cached meanwhile."""
-        h = self.get(shard)
+    def decoded_row_group(self, shard: int, rg: int, columns: tuple[str, ...],
+                          table: pa.Table | None = None) -> DecodedRowGroup:
+        """Row group ``rg`` of ``shard``, decoded (and cached) with its key runs; made from
+        ``table`` (its rows, decoded already with the key column) if given and not cached
+        meanwhile."""
+        h = self.get(shard)  # first: after a fork it makes this process its own cache
+        key = (shard, rg, columns)
         if table is not None:
-            return self._cache.get((shard, rg, columns), lambda: _RunBatch.from_table(table))
-        return self._cache.get((shard, rg, columns), lambda: _RunBatch.read(h, rg, columns))
+            return self._cache.get(key, lambda: DecodedRowGroup.from_table(table))
+        return self._cache.get(key, lambda: DecodedRowGroup.read(h, rg, columns))
 
-    def cached_run_batch(self, shard: int, rg: int, columns: tuple[str, ...],
-                         ) -> _RunBatch | None:
+    def cached_row_group(self, shard: int, rg: int, columns: tuple[str, ...],
+                         ) -> DecodedRowGroup | None:
+        """Row group ``rg`` of ``shard`` if it is in the cache (never reads)."""
         return self._cache.peek((shard, rg, columns))
 
     def read_group_rows(self, shard: int, first: int, count: int, columns: list[str],
@@ -251,10 +254,10 @@ class ShardCache:
         for rg, lo, hi in h.row_group_slices(first, count):
             if lo == 0 and hi == h._starts[rg + 1] - h._starts[rg]:
                 # a big group's inner row group: stream it, do not cache
-                rows = _RunBatch.read(h, rg, cols)
+                rows = DecodedRowGroup.read(h, rg, cols)
             else:
                 rows = self._cache.get((shard, rg, cols),
-                                       lambda h=h, rg=rg: _RunBatch.read(h, rg, cols))
+                                       lambda h=h, rg=rg: DecodedRowGroup.read(h, rg, cols))
             if not rows.holds(lo, hi, key):
                 raise CorruptDatasetError(
                     f"{h.path}: rows {first}..{first + count} (row group {rg}) should hold "

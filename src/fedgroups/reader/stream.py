@@ -3,7 +3,8 @@
 A stream's order is computed by :mod:`fedgroups.reader.order` from the settings alone, so
 its state is the settings plus ``position`` (groups handed out so far). Resuming from
 ``state_dict()`` skips that many entries of the same order: exactly the rest of the
-uninterrupted stream.
+uninterrupted stream. A stream reads through the dataset's
+:class:`~fedgroups.reader.store.Store`, in chunks (:mod:`fedgroups.reader.chunks`).
 """
 
 from __future__ import annotations
@@ -12,23 +13,22 @@ import hashlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from fedgroups.errors import SettingError
-from fedgroups.reader.blocks import Chunk, plan_chunk
+from fedgroups.reader.chunks import Chunk, plan_chunk
+from fedgroups.reader.group import Group
 from fedgroups.reader.order import slot_order
 from fedgroups.reader.readahead import RowGroupFeed
-
-if TYPE_CHECKING:
-    from fedgroups.reader.dataset import Group, GroupedDataset
+from fedgroups.reader.store import Store
 
 STATE_VERSION = 1
 # Groups up to this size are served from row groups decoded ahead (see readahead.py);
 # larger ones stay lazy, so a group larger than RAM is read one row group at a time.
 PRELOAD_BYTES = 8 << 20
-# The order is planned in chunks of consecutive groups (see blocks.py): up to this many
+# The order is planned in chunks of consecutive groups (see chunks.py): up to this many
 # groups, or this many bytes of small groups; the first chunks are shorter.
 CHUNK_GROUPS = 1024
 CHUNK_BYTES = 8 << 20
@@ -92,10 +92,10 @@ def selection_digest(dataset_sha: str, ids: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def order_for(ds: GroupedDataset, ids: np.ndarray, s: StreamSettings) -> np.ndarray:
+def order_for(store: Store, ids: np.ndarray, s: StreamSettings) -> np.ndarray:
     """The group ids this stream visits, in order."""
-    location, num_bytes = ds._physical(ids)
-    return slot_order(ids, location, num_bytes, shuffle=s.shuffle, seed=int(s.seed),
+    a = store.arrays
+    return slot_order(ids, a.location[ids], a.bytes[ids], shuffle=s.shuffle, seed=int(s.seed),
                       epoch=int(s.epoch), slot=s.slot, num_slots=s.num_slots,
                       buffer_size=int(s.buffer_size), block_bytes=int(s.block_bytes))
 
@@ -145,7 +145,7 @@ class GroupStream:
     same settings continues right after the last group this iterator handed out.
     """
 
-    def __init__(self, ds: GroupedDataset, order: np.ndarray, settings: StreamSettings,
+    def __init__(self, store: Store, order: np.ndarray, settings: StreamSettings,
                  selection: str, *, position: int = 0, prefetch: int = 64,
                  num_threads: int = 2, columns: list[str] | None = None) -> None:
         if position > len(order):
@@ -156,13 +156,14 @@ class GroupStream:
         self._base = position  # groups handed out before the chunk being handed out
         self._chunk: Chunk | None = None  # that chunk (it counts what it handed out)
         self._selection = selection
-        self._ds = ds
-        self._columns = ds._check_columns(columns)
+        self._store = store
+        self._columns = store.check_columns(columns)
         if prefetch < 0 or num_threads < 0:
             raise SettingError(f"prefetch and num_threads must be >= 0, got {prefetch} and "
                                f"{num_threads}")
         rest = order[position:]
-        chunks = chunk_ranges(ds._a.bytes[rest], CHUNK_GROUPS, CHUNK_BYTES, PRELOAD_BYTES)
+        chunks = chunk_ranges(store.arrays.bytes[rest], CHUNK_GROUPS, CHUNK_BYTES,
+                              PRELOAD_BYTES)
         threads = num_threads if prefetch else 0
         # a shuffle window's groups share row groups, so the consumer needs all of a
         # window's row groups early and then none for a while: look a window ahead
@@ -177,7 +178,7 @@ class GroupStream:
         window's row groups anyway, and the feed then knows how much of each row group the
         window uses: see RowGroupFeed.dicts), then a few chunks between the chunks it hands
         out. Without threads: one chunk at a time."""
-        feed = RowGroupFeed(self._ds, self._columns, read_ahead=num_threads)
+        feed = RowGroupFeed(self._store, self._columns, read_ahead=num_threads)
         planned: deque[Chunk] = deque()
         ahead = 0  # groups in planned chunks
         budget = MAX_PLANNED  # at the start, as far as the limits allow (see above)
@@ -188,8 +189,8 @@ class GroupStream:
                     span = next(chunks, None)
                     if span is None:
                         break
-                    planned.append(plan_chunk(self._ds, rest[span[0]:span[1]], self._columns,
-                                              PRELOAD_BYTES, feed))
+                    planned.append(plan_chunk(self._store, rest[span[0]:span[1]],
+                                              self._columns, PRELOAD_BYTES, feed))
                     ahead += span[1] - span[0]
                     budget -= 1
                 if not planned:
@@ -229,7 +230,7 @@ class GroupStream:
 
     def keys(self) -> list[Any]:
         """Keys in this stream's order, without reading any group."""
-        return self._ds._keys_of(self.order)
+        return self._store.keys(self.order)
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, **asdict(self.settings),

@@ -11,16 +11,12 @@ reads one group and checks its run instead: see shards.py.)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedgroups.errors import CorruptDatasetError
-
-if TYPE_CHECKING:
-    from fedgroups.reader.index import IndexArrays
 
 
 @dataclass(frozen=True)
@@ -33,13 +29,17 @@ class PhysicalIndex:
     shard_lo: np.ndarray  # parts of shard s are [shard_lo[s], shard_lo[s + 1])
 
     @classmethod
-    def from_arrays(cls, a: IndexArrays, num_shards: int) -> PhysicalIndex:
-        order = np.lexsort((a.part_first, a.part_shard))
-        group = np.repeat(np.arange(len(a.starts), dtype=np.int64), a.stops - a.starts)
-        shard = a.part_shard[order]
+    def from_parts(cls, starts: np.ndarray, stops: np.ndarray, part_shard: np.ndarray,
+                   part_first: np.ndarray, part_rows: np.ndarray, num_shards: int,
+                   ) -> PhysicalIndex:
+        """From the index's parts in key order (group g is parts starts[g]:stops[g]), as
+        :class:`~fedgroups.reader.index.IndexArrays` holds them."""
+        order = np.lexsort((part_first, part_shard))
+        group = np.repeat(np.arange(len(starts), dtype=np.int64), stops - starts)
+        shard = part_shard[order]
         lo = np.searchsorted(shard, np.arange(num_shards + 1), side="left")
-        first = a.part_first[order]
-        return cls(first, first + a.part_rows[order], group[order], lo)
+        first = part_first[order]
+        return cls(first, first + part_rows[order], group[order], lo)
 
 
 def check_row_group(phys: PhysicalIndex, index_keys: pa.Array, path: str, shard: int,
