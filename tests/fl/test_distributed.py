@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from _dist_worker import worker
-from conftest import _real_reader, make_records, tiny_config
+from fl_testkit import make_records, real_reader, tiny_config
 
 from fedgroups.fl.config import parse_config
 from fedgroups.fl.simulation import run
@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_ranks_equal_sequential(make_dataset, tmp_path: Path) -> None:
-    if not _real_reader():
+    if not real_reader():
         pytest.skip("spawned ranks need a dataset on disk (the fedgroups reader)")
     data = make_dataset(make_records(16))
     over = {"rounds": 3, "cohort_size": 5, "server.optimizer": "adam", "server.lr": 0.01,

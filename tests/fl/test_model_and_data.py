@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import MemoryGroup, make_records
+from fl_testkit import MemoryGroup, make_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

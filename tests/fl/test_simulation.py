@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import make_records, tiny_config
+from fl_testkit import make_records, tiny_config
 
 from fedgroups.fl import cli
 from fedgroups.fl.config import parse_config

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import MemoryDataset, make_records, tiny_config
+from fl_testkit import MemoryDataset, make_records, tiny_config
 
 from fedgroups.errors import FedGroupsError
 from fedgroups.fl.algorithms import Aggregator, ClientUpdate, client_update, load_params

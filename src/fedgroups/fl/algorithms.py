@@ -29,6 +29,7 @@ from fedgroups.fl.client_data import ClientData, iter_batches
 from fedgroups.fl.config import (
     AlgorithmName,
     ClientConfig,
+    ConfigError,
     OptimizerConfig,
     WeightingName,
 )
@@ -63,7 +64,7 @@ def split_param_names(names: Sequence[str], local_globs: Sequence[str]) -> tuple
     local = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in local_globs)]
     unmatched = [g for g in local_globs if not any(fnmatch.fnmatchcase(n, g) for n in names)]
     if unmatched:
-        raise ValueError(
+        raise ConfigError(
             f"algorithm.local_params: {unmatched} match no parameter; names look like "
             f"{names[:3]} ... (see fl/model.py)"
         )

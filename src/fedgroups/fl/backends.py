@@ -11,6 +11,7 @@ import os
 from typing import Literal, Protocol
 
 from fedgroups.fl.algorithms import Aggregator
+from fedgroups.fl.errors import BackendError, ConfigError
 
 BackendName = Literal["sequential", "distributed"]
 
@@ -52,7 +53,7 @@ class DistributedBackend:
 
         if not dist.is_initialized():
             if "RANK" not in os.environ:
-                raise RuntimeError(
+                raise BackendError(
                     "backend 'distributed' needs torch.distributed: launch with "
                     "`torchrun --nproc-per-node N -m fedgroups.fl.cli train ...`"
                 )
@@ -76,4 +77,4 @@ def make_backend(name: BackendName) -> Backend:
         return SequentialBackend()
     if name == "distributed":
         return DistributedBackend()
-    raise ValueError(f"--backend must be one of 'sequential', 'distributed'; got {name!r}")
+    raise ConfigError(f"--backend must be one of 'sequential', 'distributed'; got {name!r}")

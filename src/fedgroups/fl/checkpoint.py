@@ -1,9 +1,11 @@
 """Checkpoints: one ``torch.save`` file per kept round, written atomically, loaded weights-only.
 
 A checkpoint holds plain tensors and JSON-like values only (no pickled objects):
-``round`` (rounds completed), ``model_args``, ``config`` (resolved), ``server`` (global
-parameters + server optimizer state), ``local`` (per-client local parameters, if any) and
-``sampler`` (the cohort sampler's state: a pure function of seed and round).
+``format`` (this module's ``FORMAT_VERSION``), ``round`` (rounds completed),
+``model_args``, ``config`` (resolved), ``server`` (global parameters + server optimizer
+state), ``local_store`` (per-client local parameters, empty without ``local_params``) and
+``strategy`` (each update processor's state, e.g. a DP round counter).  The cohort of a
+round is a pure function of (seed, round), so no sampler state is needed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from fedgroups.fl.errors import CheckpointError
 
 FORMAT_VERSION = 1
 
@@ -40,7 +44,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != FORMAT_VERSION:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: checkpoint format {state.get('format')!r}, expected {FORMAT_VERSION}"
         )
     return state

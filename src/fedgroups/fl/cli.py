@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fedgroups.errors import FedGroupsError
 from fedgroups.fl.config import ConfigError, TrainConfig, parse_config
 
 
@@ -60,8 +61,8 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fedgroups.fl.federation import NonFiniteLossError
-    from fedgroups.fl.simulation import RunDirError, run, summary_table
+    from fedgroups.fl.errors import NonFiniteLossError
+    from fedgroups.fl.simulation import run, summary_table
 
     try:
         config = load_config(args)
@@ -87,7 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         print(f"fedgroups train: {e}", file=sys.stderr)
         return 1
-    except (RunDirError, ValueError, FileNotFoundError, KeyError, TypeError) as e:
+    except (FedGroupsError, FileNotFoundError) as e:
         print(f"fedgroups train: error: {e}", file=sys.stderr)
         return 2
     if result.rows:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from fedgroups.fl.errors import DataError
 from fedgroups.format.rows import column_values
 
 _READ_BATCH = 256  # rows per Arrow batch read from a group
@@ -55,7 +56,7 @@ def iter_texts(group: Any, column: str) -> Iterator[str]:
         if v is None:
             continue
         if not isinstance(v, str):
-            raise TypeError(
+            raise DataError(
                 f"group {group.key!r}: column {column!r} holds {type(v).__name__}, "
                 "expected text; set data.text_column to a string column"
             )
@@ -66,7 +67,7 @@ def _field(example: dict[str, Any], column: str, group: Any) -> Any:
     try:
         return example[column]
     except KeyError:
-        raise KeyError(
+        raise DataError(
             f"group {group.key!r}: no column {column!r} (columns: {sorted(example)}); "
             "set data.text_column"
         ) from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fedgroups.fl.config import DatasetConfig
+from fedgroups.fl.errors import ConfigError
 
 
 class GroupLike(Protocol):
@@ -49,15 +50,20 @@ def open_dataset(path: str) -> DatasetLike:
 def open_source(config: DatasetConfig, name: str) -> GroupSource:
     ds = open_dataset(config.path)
     keys = sorted(ds.keys())
+    where = f"dataset {config.path!r}"
     if config.split is not None:
         parts = ds.split_groups(fractions=dict(config.split), seed=config.split_seed)
         ds = parts[config.use_split]
         keys = sorted(ds.keys())
+        where += f", part {config.use_split!r} of {name}.split"
+        if not keys:
+            raise ConfigError(f"{name}: {where} has no groups; change {name}.split")
     if config.keys is not None:
+        total = len(keys)
         keys = [k for k in keys if any(fnmatch.fnmatchcase(str(k), g) for g in config.keys)]
+        if not keys:
+            raise ConfigError(f"{name}: {name}.keys {list(config.keys)} match none of the "
+                              f"{total} groups of {where}")
     if not keys:
-        raise ValueError(
-            f"{name}: dataset {config.path!r} has no groups left after the split "
-            f"({config.use_split!r}) and key filter ({config.keys!r})"
-        )
+        raise ConfigError(f"{name}: {where} has no groups")
     return GroupSource(dataset=ds, keys=tuple(keys), name=name)

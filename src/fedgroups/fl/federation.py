@@ -25,13 +25,10 @@ from fedgroups.fl.backends import Backend
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
+from fedgroups.fl.errors import ConfigError, NonFiniteLossError
 from fedgroups.fl.model import Transformer
 from fedgroups.fl.schedules import server_lr
 from fedgroups.fl.strategy import RoundContext, Strategy, strategy_from_config
-
-
-class NonFiniteLossError(RuntimeError):
-    """A client's training loss became NaN or infinite."""
 
 
 def cohort_keys(keys: tuple[Any, ...], cohort_size: int, seed: int, round_: int) -> list[Any]:
@@ -69,7 +66,7 @@ class Federation:
         names = [n for n, _ in model.named_parameters()]
         self.aggregated, self.local = split_param_names(names, config.algorithm.local_params)
         if self.local and backend.world_size > 1:
-            raise ValueError("algorithm.local_params needs backend 'sequential' for now")
+            raise ConfigError("algorithm.local_params needs backend 'sequential' for now")
         params = dict(model.named_parameters())
         self.server = self.strategy.server({n: params[n] for n in self.aggregated}, config.server)
         self.local_init: Params = {n: params[n].detach().clone() for n in self.local}

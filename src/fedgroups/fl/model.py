@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedgroups.fl.errors import ConfigError
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelArgs:
@@ -96,7 +98,7 @@ class Transformer(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
         if args.d_model % args.n_heads != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"model.d_model ({args.d_model}) must be divisible by model.n_heads "
                 f"({args.n_heads})"
             )

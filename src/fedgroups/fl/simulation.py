@@ -26,7 +26,8 @@ from fedgroups.fl.backends import BackendName, make_backend
 from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import EvalDatasetConfig, ModelConfig, TrainConfig, to_dict
-from fedgroups.fl.federation import Federation, NonFiniteLossError
+from fedgroups.fl.errors import NonFiniteLossError, RunDirError
+from fedgroups.fl.federation import Federation
 from fedgroups.fl.metrics import MetricsLog
 from fedgroups.fl.model import PRESETS, ModelArgs, build_model, num_parameters
 from fedgroups.fl.personalization import evaluate, personalize
@@ -51,10 +52,6 @@ class RunResult:
     rows: list[dict[str, Any]]  # metrics of every round, resumed ones included
     model: torch.nn.Module  # the final global model
     plots: list[Path]
-
-
-class RunDirError(RuntimeError):
-    pass
 
 
 def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: bool = False,

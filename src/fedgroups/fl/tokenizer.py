@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from fedgroups.fl.client_data import iter_texts
 from fedgroups.fl.config import TokenizerConfig
 from fedgroups.fl.datasets import GroupSource
+from fedgroups.fl.errors import TokenizerError
 
 EOS = "<|endoftext|>"
 
@@ -53,10 +54,10 @@ def train_bpe(texts: Sequence[str] | Iterator[str], *, vocab_size: int,
 def load_tokenizer(path: str | Path) -> Tokenizer:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"tokenizer.path: no tokenizer file at {path}")
+        raise TokenizerError(f"tokenizer.path: no tokenizer file at {path}")
     tok = Tokenizer.from_file(str(path))
     if tok.token_to_id(EOS) is None:
-        raise ValueError(
+        raise TokenizerError(
             f"tokenizer {path} has no {EOS!r} token; add it as a special token "
             "(it marks the end of each example)"
         )
