@@ -1,11 +1,13 @@
-"""The output is plain Parquet: pyarrow, Hugging Face datasets and DuckDB read it directly."""
+"""The format is plain Parquet + JSON: one group read by hand, as docs/format.md shows.
+
+Readers pointed at the whole dataset folder are tested in tests/interop/.
+"""
 
 from __future__ import annotations
 
-import glob
 import json
 
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 import fedgroups as fg
@@ -15,47 +17,38 @@ import fedgroups as fg
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("interop") / "ds"
     rows = [{"user": f"u{i % 7}", "text": f"text number {i}", "n": i} for i in range(700)]
-    fg.build(rows, "field:user", out, num_partitions=3)
+    fg.build(rows, "field:user", out, num_partitions=3, progress=False)
     return out
-
-
-def test_pyarrow_dataset_reads_shards(built):
-    table = pads.dataset(str(built / "shards"), format="parquet").to_table()
-    assert table.num_rows == 700
-    assert sorted(table.column("n").to_pylist()) == list(range(700))
-    assert set(table.column("__group__").to_pylist()) == {f"u{i}" for i in range(7)}
-
-
-def test_huggingface_datasets_loads_shards(built):
-    datasets = pytest.importorskip("datasets")
-    files = sorted(glob.glob(str(built / "shards" / "*.parquet")))
-    ds = datasets.load_dataset("parquet", data_files=files, split="train",
-                               cache_dir=str(built.parent / "hf-cache"))
-    assert len(ds) == 700
-    assert ds.filter(lambda ex: ex["__group__"] == "u3").num_rows == 100
-
-
-def test_duckdb_reads_shards_and_index(built):
-    duckdb = pytest.importorskip("duckdb")
-    con = duckdb.connect()
-    counts = dict(con.execute(
-        f"SELECT __group__, count(*) FROM read_parquet('{built}/shards/*.parquet') GROUP BY 1"
-    ).fetchall())
-    assert counts == {f"u{i}": 100 for i in range(7)}
-    index = con.execute(
-        f"SELECT key, sum(num_rows) FROM read_parquet('{built}/index.parquet') GROUP BY 1"
-    ).fetchall()
-    assert dict(index) == counts
 
 
 def test_reading_one_group_by_hand_as_docs_describe(built):
     """docs/format.md: index row → shard file, first_row, num_rows → rows with pyarrow only."""
-    import pyarrow.parquet as pq
-
-    manifest = json.loads((built / "manifest.json").read_text())
-    index = pq.read_table(built / "index.parquet").to_pylist()
+    manifest = json.loads((built / ".fedgroups" / "manifest.json").read_text())
+    index = pq.read_table(built / manifest["index"]["path"]).to_pylist()
     row = next(r for r in index if r["key"] == "u5")
     shard = manifest["shards"][row["shard"]]["path"]
+    assert shard.startswith("data/") and shard.endswith(".parquet")
     table = pq.read_table(built / shard).slice(row["first_row"], row["num_rows"])
     assert set(table.column("__group__").to_pylist()) == {"u5"}
     assert table.column("n").to_pylist() == list(range(5, 700, 7))
+
+
+def test_index_sums_match_shards_in_duckdb(built):
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    counts = dict(con.execute(
+        f"SELECT __group__, count(*) FROM read_parquet('{built}/data/*.parquet') GROUP BY 1"
+    ).fetchall())
+    assert counts == {f"u{i}": 100 for i in range(7)}
+    index = con.execute(
+        f"SELECT key, sum(num_rows) FROM read_parquet('{built}/.fedgroups/index.pq') GROUP BY 1"
+    ).fetchall()
+    assert dict(index) == counts
+
+
+def test_card_front_matter_names_the_data_files(built):
+    text = (built / ".fedgroups" / "README.md").read_text()
+    front = text.split("---\n")[1]
+    assert "path: data/*.parquet" in front
+    assert "| groups | 7 |" in text and "| examples | 700 |" in text
+    assert "min 100, median 100, 90th percentile 100, max 100" in text

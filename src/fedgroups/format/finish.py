@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedgroups.format.card import write_card
 from fedgroups.format.group_columns import group_fields
 from fedgroups.format.manifest import file_sha256, now_iso, schema_to_json, write_json_atomic
 from fedgroups.format.spec import (
@@ -62,6 +63,7 @@ def finish(
     index = pa.concat_tables(tables).cast(ischema) if tables else ischema.empty_table()
     index = index.sort_by([("key", "ascending"), ("part", "ascending")])
     index_path = os.path.join(root, INDEX_FILE)
+    os.makedirs(os.path.dirname(index_path), exist_ok=True)
     pq.write_table(index, index_path, compression="zstd", row_group_size=1 << 20)
 
     nrows = np.asarray(index.column("num_rows")) if index.num_rows else np.zeros(0, np.int64)
@@ -96,6 +98,7 @@ def finish(
         },
         "shards": shards,
     }
+    write_card(root, manifest, index)  # documentation, not checksummed; before the manifest
     write_json_atomic(os.path.join(root, MANIFEST_FILE), manifest)
     return manifest
 

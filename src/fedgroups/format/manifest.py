@@ -51,7 +51,8 @@ def write_json_atomic(path: str, obj: dict[str, Any]) -> None:
 
 
 def read_manifest(root: str) -> dict[str, Any]:
-    path = os.path.join(root, MANIFEST_FILE)
+    from fedgroups.format.layout import manifest_path
+    path = manifest_path(root)  # format v2's, or a v1 dataset's at the root
     if not os.path.isdir(root):
         raise NotADatasetError(f"{root}: no such directory")
     if not os.path.exists(path):

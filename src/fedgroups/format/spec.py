@@ -1,10 +1,10 @@
 """The on-disk contract of a grouped dataset (documented in docs/format.md).
 
-A grouped dataset is a directory::
+A grouped dataset is a directory (format version 2; version 1 in format/layout.py)::
 
-    manifest.json            written last and atomically; without it, not a dataset
-    index.parquet            one row per group part, sorted by (key, part)
-    shards/shard-PPPPP-SSSS.parquet   examples + the key column, groups contiguous
+    .fedgroups/manifest.json      written last and atomically; without it, not a dataset
+    .fedgroups/index.pq           one row per group part, sorted by (key, part) (Parquet)
+    data/shard-PPPPP-SSSS.parquet examples + the key column, groups contiguous
 
 Everything here is plain data: no code runs when a dataset is opened.
 """
@@ -16,10 +16,13 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 FORMAT_NAME = "fedgroups.grouped-dataset"
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-INDEX_FILE = "index.parquet"
-SHARDS_DIR = "shards"
+FORMAT_VERSION = 2
+# Everything but examples lives in a dot-folder no reader's data glob enters, and the index
+# is not named *.parquet (DuckDB's ** enters dot-folders): see format/layout.py.
+META_DIR = ".fedgroups"
+MANIFEST_FILE = f"{META_DIR}/manifest.json"
+INDEX_FILE = f"{META_DIR}/index.pq"
+SHARDS_DIR = "data"
 KEY_COLUMN = "__group__"
 # Column added while building to keep each group's rows in source order; never written.
 ORDINAL_COLUMN = "__ordinal__"
