@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -50,6 +50,7 @@ from fedgroups.engine.runs import UNIT_SHIFT, MapResult, key_batch
 from fedgroups.errors import FedGroupsError, SettingError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.group_columns import group_fields
+from fedgroups.format.spec import new_build_id, with_build_id
 from fedgroups.format.writer import SHARD_BYTES
 from fedgroups.keys.functions import KeyFunction
 from fedgroups.sources.base import Source
@@ -242,13 +243,15 @@ class Layout:
     input_schema: pa.Schema | None  # None: inferred from a PCollection (in the summary)
     text_column: str | None  # may be "auto" while the schema is unknown
     group_columns: tuple[str, ...] = ()
+    build_id: str = field(default_factory=new_build_id)  # chosen once, on the driver
 
     def schema(self, summary: MapSummary) -> pa.Schema:
         schema = self.input_schema or summary.schema
         if schema is None:
             raise SettingError("no schema: the input had no examples")
         group_fields(schema, self.group_columns, "the input")
-        return output_schema(schema, summary.key_type(self.key_spec))
+        return with_build_id(output_schema(schema, summary.key_type(self.key_spec)),
+                             self.build_id)
 
     def text(self, summary: MapSummary) -> str | None:
         from fedgroups.engine.api import choose_text_column

@@ -22,7 +22,7 @@ from fedgroups.engine.reduce import reduce_partition
 from fedgroups.engine.runs import MapResult, Run, map_units
 from fedgroups.errors import KeyFunctionError, SourceError
 from fedgroups.format.finish import PartitionResult
-from fedgroups.format.spec import KEY_COLUMN
+from fedgroups.format.spec import KEY_COLUMN, new_build_id, with_build_id
 from fedgroups.keys.functions import KeyFunction
 from fedgroups.sources.base import Source
 
@@ -133,8 +133,9 @@ def run_local(
                 f"the key function returned keys of several types ({sorted(key_types)}); "
                 "all keys must be of one type")
         key_type = pa.type_for_alias(key_types.pop()) if key_types else pa.string()
-        schema = pa.schema([pa.field(KEY_COLUMN, key_type, nullable=False),
-                            *[f for f in source.schema if f.name != KEY_COLUMN]])
+        schema = with_build_id(pa.schema([pa.field(KEY_COLUMN, key_type, nullable=False),
+                                          *[f for f in source.schema if f.name != KEY_COLUMN]]),
+                               new_build_id())  # every shard records the build it belongs to
         by_partition: dict[int, list[Run]] = {}
         for r in results:
             for run in r.runs:

@@ -45,11 +45,16 @@ class PrivacyConfig:
     noise_multiplier: float  # sigma: noise std is sigma * C on the sum of updates
     delta: float = 1e-5  # epsilon is reported at this delta
 
-    def __post_init__(self) -> None:
-        _check(self.clip_norm > 0, f"privacy.clip_norm must be > 0; got {self.clip_norm}")
-        _check(self.noise_multiplier >= 0,
-               f"privacy.noise_multiplier must be >= 0; got {self.noise_multiplier}")
-        _check(0 < self.delta < 1, f"privacy.delta must be in (0, 1); got {self.delta}")
+    def check(self, where: str) -> None:
+        """Checked when a node resolves its settings, so the message names the node."""
+        for ok, message in (
+            (self.clip_norm > 0, f"privacy.clip_norm must be > 0; got {self.clip_norm}"),
+            (self.noise_multiplier >= 0,
+             f"privacy.noise_multiplier must be >= 0; got {self.noise_multiplier}"),
+            (0 < self.delta < 1, f"privacy.delta must be in (0, 1); got {self.delta}"),
+        ):
+            if not ok:
+                raise HierarchyError(f"{where}: {message}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +181,7 @@ def resolve_settings(*, name: str, path: str, level: int, is_leaf: bool,
         values["rounds"] = config.rounds
     privacy = values["privacy"]
     if privacy is not None:
+        privacy.check(f"node {path!r}")
         if not is_leaf:
             raise HierarchyError(
                 f"node {path!r}: privacy is client-level, so it is set on leaf federations "
