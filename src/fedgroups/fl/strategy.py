@@ -174,8 +174,8 @@ class GaussianDP(Processor):
                 "weighs 1, so the sum's sensitivity is clip_norm)"
             )
         self.rounds += 1
-        std = self.noise_multiplier * self.clip.max_norm
-        if std == 0:
+        std = self.noise_multiplier * self.clip.max_norm if self.noise_multiplier else 0.0
+        if std == 0:  # (sigma 0 with clip_norm inf is no noise, not nan)
             return total
         gen = ctx.generator("dp")
         return {n: t + torch.randn(t.shape, generator=gen, dtype=torch.float32).to(t) * std
@@ -183,7 +183,8 @@ class GaussianDP(Processor):
 
     def metrics(self) -> dict[str, float]:
         out = {k.replace("clip/", "dp/"): v for k, v in self.clip.metrics().items()}
-        out["dp/noise_std"] = self.noise_multiplier * self.clip.max_norm
+        out["dp/noise_std"] = (self.noise_multiplier * self.clip.max_norm
+                               if self.noise_multiplier else 0.0)
         return out
 
     def state_dict(self) -> dict[str, Any]:
