@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fedgroups.errors import FedGroupsError
-from fedgroups.keys.functions import KEYSPEC_HELP
+from fedgroups.keys.registry import KEYSPEC_HELP
 
 
 def _human_bytes(n: float) -> str:

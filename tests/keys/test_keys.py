@@ -46,8 +46,9 @@ def test_partition_of_is_a_pure_function_of_the_key(keys, n):
 
 
 @pytest.mark.parametrize("spec, msg", [
-    ("field:", "not a KEYSPEC"), ("nope", "not a KEYSPEC"), ("hash:x:f", "N must"),
-    ("hash:3", "not a KEYSPEC"), ("iid:5:-1", "SEED"), ("python:no.such.mod:f", "cannot import"),
+    ("field:", "use field:NAME"), ("nope", "not a KEYSPEC"), ("hash:x:f", "N must"),
+    ("hash:3", "use hash:N:FIELD"), ("url-host:", "use url-host:FIELD"), ("iid:", "use iid"),
+    ("python:mod", "use python:MODULE:FUNCTION"), ("iid:5:-1", "SEED"), ("python:no.such.mod:f", "cannot import"),
 ])
 def test_bad_keyspecs(spec, msg):
     with pytest.raises(SettingError, match=msg):
@@ -69,8 +70,8 @@ URLISH = st.builds(lambda prefix, rest: prefix + rest,
 
 @given(st.lists(st.one_of(st.none(), URLISH), max_size=20))
 def test_url_host_fast_path_equals_the_general_parser(urls):
-    from fedgroups.keys.functions import _parse_hosts
+    from fedgroups.keys.url_host import parse_hosts
 
     arr = pa.array(urls, pa.string())
-    expected = [None if h is None else h.lower() for h in _parse_hosts(arr).to_pylist()]
+    expected = [None if h is None else h.lower() for h in parse_hosts(arr).to_pylist()]
     assert url_hosts(arr).to_pylist() == expected

@@ -11,16 +11,17 @@ from hypothesis import strategies as st
 
 import fedgroups as fg
 from fedgroups.errors import KeyFunctionError, SettingError
-from fedgroups.keys.functions import IidKey, KeyFunction
-from fedgroups.keys.partitioners import (
+from fedgroups.keys import (
     DirichletLabelKey,
+    IidKey,
+    KeyFunction,
     LabelShardsKey,
     PowerLawKey,
     SuperGroupKey,
-    ordinal_uniforms,
-    parse_partitioner,
     super_group_mapping,
 )
+from fedgroups.keys.partition_common import ordinal_uniforms
+from fedgroups.keys.partitioners import parse_partitioner
 
 
 def ordinals(n: int, unit: int = 0, start: int = 0) -> np.ndarray:
@@ -107,6 +108,35 @@ def test_dirichlet_each_label_follows_its_proportions(alpha: float, n_groups: in
         seen = np.bincount(g[batch.column(0).to_numpy() == label], minlength=n_groups)
         tol = 5 * np.sqrt(p * (1 - p) / n_per_label) + 1e-3
         assert (np.abs(seen / n_per_label - p) <= tol).all(), (label, seen, p)
+
+
+def test_dirichlet_proportions_depend_on_the_seed() -> None:
+    """Each seed draws its own proportions: the groups a label's examples fall in differ
+    in distribution between seeds (not only example by example), and agree for one seed."""
+    n_per_label, num_labels, n_groups = 10_000, 4, 8
+    batch = pa.record_batch({"y": np.repeat(np.arange(num_labels), n_per_label)})
+    y = batch.column(0).to_numpy()
+
+    def label_histograms(seed: int, ords_seed: int) -> np.ndarray:
+        key = DirichletLabelKey(spec="d", num_groups=n_groups, alpha=0.5, label_column="y",
+                                seed=seed)
+        ords = np.random.default_rng(ords_seed).permutation(10**6)[:len(y)].astype(np.uint64)
+        g = run(key, batch, ords)
+        return np.stack([np.bincount(g[y == lb], minlength=n_groups) / n_per_label
+                         for lb in range(num_labels)])
+
+    same = np.abs(label_histograms(1, 0) - label_histograms(1, 1)).sum(axis=1) / 2
+    other = np.abs(label_histograms(1, 0) - label_histograms(2, 0)).sum(axis=1) / 2
+    assert same.max() < 0.05  # the same seed on other examples: only sampling noise
+    assert other.min() > 0.1, other  # another seed: other proportions for every label
+
+
+def test_label_shards_deal_depends_on_the_seed() -> None:
+    def deal(seed: int) -> dict:
+        return LabelShardsKey(spec="p", num_groups=20, labels_per_group=2, label_column="y",
+                              labels=tuple(range(10)), seed=seed).label_sets()
+
+    assert deal(1) == deal(1) and deal(1) != deal(2)
 
 
 def test_dirichlet_small_alpha_is_more_skewed_than_large() -> None:

@@ -17,7 +17,8 @@ from fedgroups.errors import SettingError
 from fedgroups.format.finish import finish
 from fedgroups.format.group_columns import group_fields, parse_group_columns
 from fedgroups.format.publish import check_output, make_staging, publish, remove_stale_staging
-from fedgroups.keys.functions import KeyFunction, parse_key
+from fedgroups.keys.base import KeyFunction
+from fedgroups.keys.registry import parse_key
 from fedgroups.sources import Source, make_source
 
 Engine = Literal["local", "beam"]

@@ -52,7 +52,7 @@ from fedgroups.format.finish import PartitionResult
 from fedgroups.format.group_columns import group_fields
 from fedgroups.format.spec import new_build_id, with_build_id
 from fedgroups.format.writer import SHARD_BYTES
-from fedgroups.keys.functions import KeyFunction
+from fedgroups.keys.base import KeyFunction
 from fedgroups.sources.base import Source
 
 _NS = "fedgroups"

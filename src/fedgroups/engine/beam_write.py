@@ -40,7 +40,8 @@ from fedgroups.format.finish import PartitionResult, finish
 from fedgroups.format.group_columns import parse_group_columns
 from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE
 from fedgroups.format.writer import SHARD_BYTES
-from fedgroups.keys.functions import KeyFunction, parse_key
+from fedgroups.keys.base import KeyFunction
+from fedgroups.keys.registry import parse_key
 from fedgroups.sources.base import Source
 
 

@@ -23,7 +23,7 @@ from fedgroups.engine.runs import MapResult, Run, map_units
 from fedgroups.errors import KeyFunctionError, SourceError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.spec import KEY_COLUMN, new_build_id, with_build_id
-from fedgroups.keys.functions import KeyFunction
+from fedgroups.keys.base import KeyFunction
 from fedgroups.sources.base import Source
 
 

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from fedgroups.errors import KeyFunctionError
 from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
-from fedgroups.keys.functions import KeyFunction, KeyRowError
+from fedgroups.keys.base import KeyFunction, KeyRowError
 from fedgroups.keys.hashing import partition_of
 from fedgroups.sources.base import Source
 

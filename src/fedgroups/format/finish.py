@@ -15,14 +15,20 @@ import pyarrow.parquet as pq
 from fedgroups.format.card import write_card
 from fedgroups.format.group_columns import group_fields
 from fedgroups.format.manifest import file_sha256, now_iso, schema_to_json, write_json_atomic
+from fedgroups.format.publish import fault_point
 from fedgroups.format.spec import (
+    BUILD_ID_KEY,
+    DROPPED_KEY,
     FORMAT_NAME,
     FORMAT_VERSION,
     INDEX_FILE,
     KEY_COLUMN,
     MANIFEST_FILE,
+    build_id_of,
     index_schema,
+    is_build_id,
     key_type_name,
+    without_build_id,
 )
 
 
@@ -47,9 +53,17 @@ def finish(
     dropped: int = 0,
     group_columns: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Write index.parquet and then manifest.json into ``root``; return the manifest."""
+    """Write index.parquet and then manifest.json into ``root``; return the manifest.
+
+    ``schema`` is the shards' schema, carrying the build id (``spec.with_build_id``) that
+    every shard was written with; the index and the manifest get the same id.
+    """
     from fedgroups import __version__
 
+    build_id = build_id_of(schema.metadata)
+    if not is_build_id(build_id):
+        raise ValueError("internal: the engine must write shards with a schema carrying a "
+                         "build id (format.spec.with_build_id)")
     key_type = schema.field(KEY_COLUMN).type
     shards: list[dict[str, Any]] = []
     tables = []
@@ -64,7 +78,9 @@ def finish(
     index = index.sort_by([("key", "ascending"), ("part", "ascending")])
     index_path = os.path.join(root, INDEX_FILE)
     os.makedirs(os.path.dirname(index_path), exist_ok=True)
+    index = index.replace_schema_metadata({BUILD_ID_KEY: build_id, DROPPED_KEY: str(dropped)})
     pq.write_table(index, index_path, compression="zstd", row_group_size=1 << 20)
+    fault_point("finish:index-written")
 
     nrows = np.asarray(index.column("num_rows")) if index.num_rows else np.zeros(0, np.int64)
     groups = int(np.count_nonzero(np.asarray(index.column("part")) == 0)) if index.num_rows else 0
@@ -81,6 +97,7 @@ def finish(
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
+        "build_id": build_id,
         "created": now_iso(),
         "fedgroups_version": __version__,
         "key": {**key_description, "column": KEY_COLUMN, "type": key_type_name(key_type)},
@@ -88,7 +105,7 @@ def finish(
         "group_columns": list(group_columns),
         "source": source_description,
         "build": build_settings,
-        "schema": schema_to_json(schema),
+        "schema": schema_to_json(without_build_id(schema)),
         "totals": totals,
         "index": {
             "path": INDEX_FILE,
@@ -100,6 +117,7 @@ def finish(
     }
     write_card(root, manifest, index)  # documentation, not checksummed; before the manifest
     write_json_atomic(os.path.join(root, MANIFEST_FILE), manifest)
+    fault_point("finish:manifest-written")
     return manifest
 
 

@@ -74,7 +74,81 @@ def read_manifest(root: str) -> dict[str, Any]:
             f"{path}: format version {version!r} is newer than this fedgroups reads "
             f"({FORMAT_VERSION}); upgrade fedgroups"
         )
-    for k in ("key", "schema", "shards", "index", "totals"):
-        if k not in m:
-            raise CorruptDatasetError(f"{path}: the manifest has no {k!r} entry")
+    problems = manifest_problems(m)
+    if problems:
+        raise CorruptDatasetError(f"{path}: the manifest is damaged: {'; '.join(problems[:5])}"
+                                  " — rebuild the dataset (or restore its manifest)")
     return m
+
+
+TOTALS = ("groups", "parts", "examples", "bytes", "words", "shards", "dropped_examples",
+          "largest_group_examples")
+_FILE_FIELDS = ("num_rows", "file_bytes")
+
+
+def safe_relpath(p: object) -> bool:
+    """A plain relative path inside the dataset: no absolute path, drive, ``..``, ``.``,
+    empty part, backslash or NUL."""
+    if not isinstance(p, str) or not p or "\\" in p or "\0" in p or ":" in p:
+        return False
+    return not p.startswith("/") and all(part not in ("", ".", "..") for part in p.split("/"))
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def manifest_problems(m: dict[str, Any]) -> list[str]:
+    """What is malformed in a manifest's own structure (its agreement with the files is
+    ``verify``'s work): every entry a reader relies on, with the right type."""
+    from fedgroups.format.spec import KEY_COLUMN, KEY_TYPES, is_build_id
+
+    problems = [f"no {k!r} entry" for k in ("key", "schema", "shards", "index", "totals")
+                if k not in m]
+    if problems:
+        return problems
+    if "build_id" not in m and m.get("format_version", 1) >= 2:
+        problems.append("no build id (every version-2 dataset has one)")
+    elif "build_id" in m and not is_build_id(m["build_id"]):
+        problems.append(f"build_id {m['build_id']!r} is not 32 hex digits")
+    key = m["key"]
+    if not isinstance(key, dict) or key.get("type") not in KEY_TYPES \
+            or key.get("column") != KEY_COLUMN:
+        problems.append(f"key {key!r} has no valid type and column")
+    totals = m["totals"]
+    if not isinstance(totals, dict):
+        problems.append("totals is not an object")
+    else:
+        problems += [f"totals.{k} is {totals.get(k)!r}, not a count" for k in TOTALS
+                     if not _count(totals.get(k))]
+    files = [("index", m["index"])]
+    if not isinstance(m["shards"], list):
+        problems.append("shards is not a list")
+    else:
+        files += [(f"shards[{i}]", s) for i, s in enumerate(m["shards"])]
+    seen: set[str] = set()
+    for where, f in files:
+        if not isinstance(f, dict):
+            problems.append(f"{where} is not an object")
+            continue
+        if not safe_relpath(f.get("path")):
+            problems.append(f"{where}.path {f.get('path')!r} is not a plain relative path "
+                            "inside the dataset")
+        elif f["path"] in seen:
+            problems.append(f"{where}.path {f['path']!r} is listed twice")
+        seen.add(str(f.get("path")))
+        fields = _FILE_FIELDS + (("num_bytes",) if where != "index" else ())
+        problems += [f"{where}.{k} is {f.get(k)!r}, not a count" for k in fields
+                     if not _count(f.get(k))]
+        sha = f.get("sha256")
+        if not (isinstance(sha, str) and len(sha) == 64
+                and all(c in "0123456789abcdef" for c in sha)):
+            problems.append(f"{where}.sha256 is not 64 hex digits")
+    schema = m["schema"]
+    try:
+        fields = schema_from_json(schema)
+        if KEY_COLUMN not in fields.names:
+            problems.append(f"schema has no {KEY_COLUMN!r} column")
+    except (KeyError, TypeError, ValueError, pa.ArrowException) as e:  # base64 or IPC damage
+        problems.append(f"schema does not decode ({type(e).__name__}: {e})")
+    return problems

@@ -1,21 +1,66 @@
-"""Crash-safe output: build in a hidden staging directory beside OUT, then rename it into place.
+"""Crash-safe output: build in a hidden folder beside OUT, then swap it into place.
 
-A crash at any moment leaves either no OUT or the previous OUT, plus at most a staging
-directory that does not open as a dataset under OUT's name; the next build removes it.
+The protocol (docs/format.md, "Publish protocol") keeps a complete dataset reachable at
+OUT at every instant of an ``--overwrite``: the finished staging folder and OUT are
+exchanged in one atomic ``renameat2(RENAME_EXCHANGE)``; only then is the old dataset
+deleted, manifest first, so a half-deleted folder is never mistaken for a dataset. Where
+the kernel or file system cannot exchange, two renames are used and :func:`recover`
+puts the old dataset back if a crash fell between them.
+
+Every folder a build leaves beside OUT is named ``.NAME.fedgroups-staging-PID-ID`` (a
+build in progress, or after the exchange the old dataset) or ``.NAME.fedgroups-old-PID-ID``
+(the old dataset moved aside by the two-rename path). :func:`recover` — run by every build
+before it starts — deals with those of dead processes for every NAME in the folder: it
+restores a complete one to a missing NAME, and deletes the rest only when NAME holds a
+complete dataset. It never deletes a complete dataset that is the only one left.
+
+``FEDGROUPS_TEST_FAULT=STEP`` kills the process (``os._exit``) when it reaches STEP (one
+of :data:`STEPS`), and ``FEDGROUPS_TEST_NO_EXCHANGE=1`` forces the two-rename path: the
+fault-injection tests use them, as SQLite's tests crash its commit at each step.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
+import sys
 import uuid
 
 import psutil
 
-from fedgroups.errors import OutputExistsError
-from fedgroups.format.spec import MANIFEST_FILE
+from fedgroups.errors import FedGroupsError, OutputExistsError, SettingError
+from fedgroups.format.layout import is_dataset, manifest_path
 
-_TAG = ".fedgroups-staging-"
+_STAGING = ".fedgroups-staging-"
+_OLD = ".fedgroups-old-"
+FAULT_ENV = "FEDGROUPS_TEST_FAULT"
+FAULT_EXIT = 77
+# Every point where a test may kill a build or a recovery, in the order they are reached.
+STEPS = (
+    "finish:index-written",  # staging has shards and index, no manifest
+    "finish:manifest-written",  # staging is a complete dataset
+    "publish:synced",  # its files and folder are on disk; OUT untouched
+    "publish:exchanged",  # OUT is the new dataset; the old one is in the staging folder
+    "publish:moved-old",  # (two-rename path) the old dataset is aside; OUT is absent
+    "publish:placed-new",  # (two-rename path) OUT is the new dataset
+    "publish:old-unlisted",  # the old dataset's manifest is gone; its files remain
+    "publish:done",  # the old dataset is gone
+    "recover:restored",  # a recovery put a complete dataset back at OUT
+    "recover:unlisted",  # a recovery removed a leftover's manifest, not yet its files
+)
+
+
+def fault_point(step: str) -> None:
+    """Die here if a test asked to (see module docstring)."""
+    if os.environ.get(FAULT_ENV) == step:
+        sys.stderr.flush()
+        os._exit(FAULT_EXIT)
+
+
+def _say(message: str) -> None:
+    print(f"fedgroups: {message}", file=sys.stderr, flush=True)
 
 
 def _parent_and_name(out: str) -> tuple[str, str]:
@@ -23,47 +68,186 @@ def _parent_and_name(out: str) -> tuple[str, str]:
     return os.path.dirname(out), os.path.basename(out)
 
 
+def is_complete(path: str) -> bool:
+    """Does ``path`` hold a dataset whose manifest reads and whose files are all there
+    with the sizes the manifest gives (no checksums: that is ``verify``)?"""
+    from fedgroups.format.manifest import read_manifest
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    try:
+        m = read_manifest(path)
+        files = [m["index"], *m["shards"]]
+        return all(os.path.getsize(os.path.join(path, f["path"])) == f["file_bytes"]
+                   for f in files)
+    except (FedGroupsError, OSError):
+        return False
+
+
 def check_output(out: str, overwrite: bool) -> None:
-    if os.path.exists(out):
-        if not overwrite:
-            what = "a grouped dataset" if os.path.exists(os.path.join(out, MANIFEST_FILE)) \
-                else "a file" if os.path.isfile(out) else "a directory"
-            raise OutputExistsError(
-                f"{out} already exists ({what}); pass --overwrite (overwrite=True) to replace it, "
-                "or choose another output path"
-            )
-        if os.path.isdir(out) and os.listdir(out) and \
-                not os.path.exists(os.path.join(out, MANIFEST_FILE)):
-            raise OutputExistsError(
-                f"{out} is a non-empty directory that is not a grouped dataset; refusing to "
-                "replace it even with --overwrite; remove it yourself if that is intended"
-            )
+    """Recover what killed builds left beside OUT, then check that OUT may be written."""
+    recover(out)
+    _check_replaceable(out, overwrite)
+
+
+def _check_replaceable(out: str, overwrite: bool) -> None:
+    if not os.path.lexists(out):
+        return
+    dataset = os.path.isdir(out) and is_dataset(out)
+    if not overwrite:
+        what = "a grouped dataset" if dataset else "a directory" if os.path.isdir(out) \
+            else "a file"
+        raise OutputExistsError(
+            f"{out} already exists ({what}); pass --overwrite (overwrite=True) to replace it, "
+            "or choose another output path")
+    if not os.path.isdir(out):
+        raise OutputExistsError(
+            f"{out} is a file, not a grouped dataset; refusing to replace it even with "
+            "--overwrite; remove it yourself if that is intended")
+    if not dataset and os.listdir(out):
+        raise OutputExistsError(
+            f"{out} is a non-empty directory that is not a grouped dataset; refusing to "
+            "replace it even with --overwrite; remove it yourself if that is intended")
+
+
+def _leftovers(parent: str) -> dict[str, list[tuple[str, int | None]]]:
+    """Folders builds left in ``parent``: NAME -> [(folder, owner pid)]."""
+    found: dict[str, list[tuple[str, int | None]]] = {}
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return found
+    for entry in sorted(entries):
+        for tag in (_STAGING, _OLD):
+            at = entry.find(tag)
+            if entry.startswith(".") and at > 1:
+                pid_text = entry[at + len(tag):].split("-")[0]
+                pid = int(pid_text) if pid_text.isdigit() else None
+                found.setdefault(entry[1:at], []).append((entry, pid))
+                break
+    return found
+
+
+def _alive(pid: int | None) -> bool:
+    return pid is not None and pid != os.getpid() and psutil.pid_exists(pid)
+
+
+def recover(out: str) -> list[str]:
+    """Deal with the folders that dead builds left beside OUT (for every name in OUT's
+    folder); return what was done, also said on stderr."""
+    parent, _ = _parent_and_name(out)
+    done: list[str] = []
+    for name, entries in _leftovers(parent).items():
+        dead = [e for e, pid in entries if not _alive(pid)]
+        if not dead:
+            continue
+        target = os.path.join(parent, name)
+        if not os.path.lexists(target):
+            complete = [e for e in dead if is_complete(os.path.join(parent, e))]
+            # The old dataset a publish moved aside comes first: the build that moved it
+            # never finished, so the dataset the user had is the one to restore.
+            complete.sort(key=lambda e: (_OLD not in e, -_mtime(os.path.join(parent, e))))
+            if complete:
+                os.rename(os.path.join(parent, complete[0]), target)
+                _fsync_dir(parent)
+                fault_point("recover:restored")
+                done.append(f"restored {target} from {complete[0]}, left by a build that "
+                            "was killed while publishing")
+                dead.remove(complete[0])
+        target_complete = is_complete(target)
+        for entry in dead:
+            path = os.path.join(parent, entry)
+            if not target_complete and is_complete(path):
+                done.append(f"kept {path}: a complete dataset, while {target} is not one; "
+                            "move it into place or delete it yourself")
+                continue
+            size = _tree_bytes(path)
+            _remove_tree(path)
+            done.append(f"removed {path} ({size / 2**20:.1f} MiB), left by a killed build")
+    for line in done:
+        _say(line)
+    return done
 
 
 def remove_stale_staging(out: str) -> list[str]:
-    """Remove staging directories of earlier builds of OUT whose process is gone."""
-    parent, name = _parent_and_name(out)
-    removed = []
-    if not os.path.isdir(parent):
-        return removed
-    prefix = f".{name}{_TAG}"
-    for entry in os.listdir(parent):
-        if not entry.startswith(prefix):
-            continue
-        pid_text = entry[len(prefix):].split("-")[0]
-        if pid_text.isdigit() and psutil.pid_exists(int(pid_text)) and int(pid_text) != os.getpid():
-            continue  # another build of the same output is running
-        shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-        removed.append(entry)
-    return removed
+    """Kept for the engines: the same as :func:`recover`."""
+    return recover(out)
 
 
 def make_staging(out: str) -> str:
     parent, name = _parent_and_name(out)
-    os.makedirs(parent, exist_ok=True)
-    path = os.path.join(parent, f".{name}{_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.makedirs(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        path = os.path.join(parent, f".{name}{_STAGING}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(path)
+    except OSError as e:
+        raise SettingError(
+            f"{out}: cannot create a folder in {parent} ({e.strerror or e}); the build writes "
+            "beside OUT first — choose an output path in a folder you can write to") from e
     return path
+
+
+def publish(staging: str, out: str, overwrite: bool) -> None:
+    """Put a finished staging folder (manifest inside) at OUT; see the module docstring."""
+    out = os.path.abspath(out)
+    parent = os.path.dirname(out)
+    _fsync_tree(staging)
+    fault_point("publish:synced")
+    if not os.path.lexists(out):
+        os.rename(staging, out)  # atomic; OUT goes from absent to complete
+        _fsync_dir(parent)
+        fault_point("publish:done")
+        return
+    _check_replaceable(out, overwrite)
+    if _exchange(staging, out):
+        _fsync_dir(parent)
+        fault_point("publish:exchanged")
+        old = staging  # the old dataset now lives under the staging folder's name
+    else:
+        old = os.path.join(parent, os.path.basename(staging).replace(_STAGING, _OLD))
+        os.rename(out, old)
+        _fsync_dir(parent)
+        fault_point("publish:moved-old")
+        os.rename(staging, out)
+        _fsync_dir(parent)
+        fault_point("publish:placed-new")
+    _remove_tree(old, fault="publish:old-unlisted")
+    fault_point("publish:done")
+
+
+def _remove_tree(path: str, fault: str = "recover:unlisted") -> None:
+    """Delete a dataset folder manifest first: a half-deleted folder is never a dataset."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    manifest = manifest_path(path)
+    if os.path.exists(manifest):
+        os.remove(manifest)
+        _fsync_dir(path)
+    fault_point(fault)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where that is not available."""
+    if os.environ.get("FEDGROUPS_TEST_NO_EXCHANGE") == "1" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # this file system cannot exchange: two renames instead
+    raise OSError(err, os.strerror(err), b)
 
 
 def _fsync_dir(path: str) -> None:
@@ -79,16 +263,31 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def publish(staging: str, out: str, overwrite: bool) -> None:
-    """Move a finished staging directory (manifest already inside) to OUT atomically."""
-    out = os.path.abspath(out)
-    _fsync_dir(staging)
-    if os.path.exists(out):
-        check_output(out, overwrite)
-        trash = staging + "-old"
-        os.rename(out, trash)  # atomic; from here OUT is absent for an instant
-        os.rename(staging, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(staging, out)
-    _fsync_dir(os.path.dirname(out))
+def _fsync_tree(root: str) -> None:
+    """Every file and folder of a finished build on disk before it is published."""
+    for d, _, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(d, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(d)
+
+
+def _tree_bytes(path: str) -> int:
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(d, f))
+            except OSError:
+                pass
+    return total
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0

@@ -7,11 +7,21 @@ A grouped dataset is a directory (format version 2; version 1 in format/layout.p
     data/shard-PPPPP-SSSS.parquet examples + the key column, groups contiguous
 
 Everything here is plain data: no code runs when a dataset is opened.
+
+Compatibility. ``FORMAT_VERSION`` changes only when a reader of the previous version would
+misread a new dataset; readers refuse a newer version. Additions that an older reader may
+ignore keep the version: the **build id** (``manifest["build_id"]``, and the same value
+under :data:`BUILD_ID_KEY` in the Parquet key-value metadata of the index and of every
+shard) is one. A manifest without one was written before build ids; it is read as
+before (sizes, row counts and checksums tie its files to it). A manifest with one is read
+only with files that carry the same id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import uuid
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
@@ -28,6 +38,12 @@ KEY_COLUMN = "__group__"
 ORDINAL_COLUMN = "__ordinal__"
 # Index columns holding a group column's value (``--group-columns``) are named with this.
 GROUP_COLUMN_PREFIX = "group_column."
+
+# Parquet key-value metadata key of the index and every shard: the build they belong to.
+BUILD_ID_KEY = "fedgroups.build_id"
+# ... and in the index: the examples dropped on purpose (a second record for ``verify``).
+DROPPED_KEY = "fedgroups.dropped_examples"
+_BUILD_ID = re.compile(r"[0-9a-f]{32}")
 
 KEY_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -61,3 +77,30 @@ def index_schema(key_type: pa.DataType, group_fields: Sequence[pa.Field] = ()) -
 
 def shard_name(partition: int, seq: int) -> str:
     return f"{SHARDS_DIR}/shard-{partition:05d}-{seq:04d}.parquet"
+
+
+def new_build_id() -> str:
+    """A fresh build id (128 random bits as 32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def is_build_id(value: object) -> bool:
+    return isinstance(value, str) and _BUILD_ID.fullmatch(value) is not None
+
+
+def with_build_id(schema: pa.Schema, build_id: str) -> pa.Schema:
+    """``schema`` carrying ``build_id`` in its metadata: every file written with it (shards
+    through ``ShardWriter``, the index through ``finish``) records the build it belongs to."""
+    assert is_build_id(build_id), build_id
+    return schema.with_metadata({**(schema.metadata or {}), BUILD_ID_KEY.encode(): build_id.encode()})
+
+
+def without_build_id(schema: pa.Schema) -> pa.Schema:
+    meta = {k: v for k, v in (schema.metadata or {}).items() if k != BUILD_ID_KEY.encode()}
+    return schema.with_metadata(meta) if meta else schema.remove_metadata()
+
+
+def build_id_of(metadata: Mapping[bytes, bytes] | None) -> str | None:
+    """The build id in a file's (or schema's) key-value metadata, or None."""
+    raw = (metadata or {}).get(BUILD_ID_KEY.encode())
+    return raw.decode("utf-8", "replace") if raw is not None else None

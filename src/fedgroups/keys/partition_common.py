@@ -1,17 +1,21 @@
-"""The randomness every partitioner shares: seeded, per-example, a pure function of the ordinal."""
+"""What the synthetic partitioners share: seeded per-example randomness and label columns.
+
+The one source of per-example randomness is :func:`ordinal_uniforms`: ``splitmix64`` of the
+ordinal xor a salt derived from (seed, the partitioner's tag), mapped to [0, 1). Each
+partitioner inverts a CDF at that uniform, so its groups are a pure function of (seed,
+ordinal[, label]): the same on every machine, with any number of workers. Each partitioner
+has its own ``tag`` (distinct, so partitioners with one seed are independent).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fedgroups.errors import SettingError
+from fedgroups.keys.base import decoded_column, normalise_key_array
 from fedgroups.keys.hashing import splitmix64, stable_hash
-
-# Distinct salts keep partitioners with the same seed independent of each other.
-TAG_DIRICHLET = 0xD1C1
-TAG_SHARDS = 0x5A4D
-TAG_POWER = 0x9017
-TAG_SUPER = 0x5095
 
 Label = str | bytes | int
 
@@ -39,3 +43,22 @@ def seeded_rng(seed: int, tag: int, label: Label | None = None) -> np.random.Gen
 def check_positive(value: float, what: str) -> None:
     if not value > 0:
         raise SettingError(f"{what} must be positive, got {value!r}")
+
+
+def label_codes(batch: pa.RecordBatch, name: str) -> tuple[list[Label | None], np.ndarray]:
+    """Distinct values of label column ``name`` and, per row, the position of its value
+    (nulls → -1)."""
+    labels = normalise_key_array(decoded_column(batch, name), f"label column {name!r}")
+    encoded = pc.dictionary_encode(labels)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return encoded.dictionary.to_pylist(), codes
+
+
+def inverse_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Smallest j with u < cdf[j] (cdf ends at ~1; rounding can't push past the last group)."""
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+
+def groups_with_nulls(groups: np.ndarray, codes: np.ndarray) -> pa.Array:
+    """Groups as int64 keys; rows whose label is null get no group (the engine's policy)."""
+    return pa.array(groups, pa.int64(), mask=codes < 0)

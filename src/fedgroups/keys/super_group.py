@@ -1,19 +1,28 @@
-"""Groups of groups (users → organisations) for hierarchical federations."""
+"""``super:M:FIELD[:SEED]`` — groups of groups (users → organisations) for hierarchies."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedgroups.errors import KeyFunctionError, SettingError
-from fedgroups.keys.functions import KeyFunction, _column, normalise_key_array
+from fedgroups.keys.base import (
+    KeyFunction,
+    decoded_column,
+    normalise_key_array,
+    spec_fields,
+    spec_int,
+    spec_seed,
+)
 from fedgroups.keys.hashing import hash_array, splitmix64
-from fedgroups.keys.partition_random import TAG_SUPER, Label, check_positive, salt, seeded_rng
+from fedgroups.keys.partition_common import Label, check_positive, salt, seeded_rng
+
+TAG = 0x5095  # the salt of the hash into super-groups and of super_group_mapping's shuffle
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,12 +34,29 @@ class SuperGroupKey(KeyFunction):
     the build's ``on_missing_key`` policy handles), else by a seeded hash into
     ``num_super_groups`` buckets. Every example of a group lands in the same super-group,
     so the super-groups nest the groups exactly.
+
+    Examples
+    --------
+    >>> import numpy as np, pyarrow as pa
+    >>> key = SuperGroupKey.from_spec("super:3:user", "3:user")
+    >>> out = key.keys(pa.record_batch({"user": ["a", "b", "a"]}), np.arange(3)).to_pylist()
+    >>> out[0] == out[2] and all(0 <= g < 3 for g in out)
+    True
     """
+
+    usage = "super:M:FIELD[:SEED]"
+    tag: ClassVar[int] = TAG
 
     field_name: str
     num_super_groups: int = 0
     seed: int = 0
     mapping: Mapping[Any, Label] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: str, args: str) -> SuperGroupKey:
+        parts = spec_fields(spec, args, cls.usage, 2, 1)
+        return cls(spec=spec, num_super_groups=spec_int(parts[0], spec, "M"),
+                   field_name=parts[1], seed=spec_seed(parts, 2, spec))
 
     def __post_init__(self) -> None:
         if self.mapping is None:
@@ -39,7 +65,7 @@ class SuperGroupKey(KeyFunction):
             object.__setattr__(self, "columns", (self.field_name,))
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
-        col = normalise_key_array(_column(batch, self.field_name), f"column {self.field_name!r}")
+        col = normalise_key_array(decoded_column(batch, self.field_name), f"column {self.field_name!r}")
         if self.mapping is not None:
             encoded = pc.dictionary_encode(col)
             table = [self.mapping.get(v) for v in encoded.dictionary.to_pylist()]
@@ -48,7 +74,7 @@ class SuperGroupKey(KeyFunction):
             except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
                 raise KeyFunctionError(f"super-group mapping values of mixed types: {e}") from e
             return lookup.take(encoded.indices)
-        mixed = splitmix64(hash_array(col) ^ salt(self.seed, TAG_SUPER))
+        mixed = splitmix64(hash_array(col) ^ salt(self.seed, self.tag))
         out = pa.array((mixed % np.uint64(self.num_super_groups)).astype(np.int64))
         if col.null_count:
             out = pc.if_else(pc.is_null(col), pa.scalar(None, pa.int64()), out)
@@ -79,7 +105,7 @@ def super_group_mapping(keys: Sequence[Label] | Any, num_super_groups: int, *, s
         raise SettingError(f"exponent must be ≥ 0, got {exponent!r}")
     key_list = list(keys.keys()) if hasattr(keys, "group_sizes") else list(keys)
     n = len(key_list)
-    rng = seeded_rng(seed, TAG_SUPER)
+    rng = seeded_rng(seed, TAG)
     order = rng.permutation(n)
     w = np.arange(1, num_super_groups + 1, dtype=np.float64) ** -exponent
     counts = np.floor(w / w.sum() * n).astype(np.int64)

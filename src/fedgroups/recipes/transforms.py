@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fedgroups.keys.functions import KeyFunction, _column, url_hosts
+from fedgroups.keys import KeyFunction, decoded_column, url_hosts
 
 SplitUnit = Literal["document", "paragraph", "line"]
 _PATTERNS = {"paragraph": r"\n(?:[ \t\r]*\n)+", "line": r"\r?\n"}
@@ -27,7 +27,7 @@ def split_text(batch: pa.RecordBatch, column: str, unit: SplitUnit) -> pa.Record
     column numbers the pieces of each input row from 0. Blank pieces are dropped."""
     if unit == "document":
         return batch
-    text = _column(batch, column)
+    text = decoded_column(batch, column)
     pieces = pc.split_pattern_regex(text, _PATTERNS[unit])
     flat = pc.utf8_trim_whitespace(pc.list_flatten(pieces))
     parents = pc.list_parent_indices(pieces).to_numpy(zero_copy_only=False)
@@ -59,9 +59,9 @@ class DomainKey(KeyFunction):
     domain_field: str | None = None
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
-        hosts = url_hosts(_column(batch, self.url_field).cast(pa.string()))
+        hosts = url_hosts(decoded_column(batch, self.url_field).cast(pa.string()))
         if self.domain_field is not None:
-            given = _column(batch, self.domain_field).cast(pa.string())
+            given = decoded_column(batch, self.domain_field).cast(pa.string())
             given = pc.if_else(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(given)), 0),
                                pa.scalar(None, pa.string()), given)
             hosts = pc.coalesce(url_hosts(given), hosts)
@@ -75,5 +75,5 @@ class TitleKey(KeyFunction):
     field_name: str
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
-        t = pc.utf8_trim_whitespace(_column(batch, self.field_name).cast(pa.string()))
+        t = pc.utf8_trim_whitespace(decoded_column(batch, self.field_name).cast(pa.string()))
         return pc.if_else(pc.equal(pc.utf8_length(t), 0), pa.scalar(None, pa.string()), t)
