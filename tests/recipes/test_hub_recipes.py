@@ -3,7 +3,6 @@ dataset's schema, built for real; the hub path through a stubbed ``load_dataset`
 
 from __future__ import annotations
 
-import datasets
 import pyarrow as pa
 import pytest
 
@@ -13,6 +12,8 @@ from fedgroups.recipes import RECIPES, get_recipe
 from fedgroups.recipes.base import transformed
 from fedgroups.recipes.transforms import split_schema, split_text
 from fedgroups.sources import make_source
+
+datasets = pytest.importorskip("datasets")
 
 
 def sizes(path: str) -> dict:
@@ -94,7 +95,8 @@ def test_missing_columns_name_the_recipe_and_the_schema() -> None:
 
 
 def test_registry_and_errors() -> None:
-    assert set(RECIPES) == {"fedc4", "fedwiki", "fedbookco", "fedccnews", "shakespeare"}
+    # the hub recipes and Shakespeare are registered (other recipes have their own tests)
+    assert {"fedc4", "fedwiki", "fedbookco", "fedccnews", "shakespeare"} <= set(RECIPES)
     for r in RECIPES.values():
         assert r.description and r.base and r.group and r.expected
     with pytest.raises(SettingError, match="recipes are: fedc4"):
