@@ -9,6 +9,7 @@ import pytest
 
 import fedgroups as fg
 from fedgroups.errors import CorruptDatasetError, NotADatasetError
+from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE
 from fedgroups.format.verify import verify
 
 
@@ -20,7 +21,7 @@ def built(tmp_path):
 
 
 def _shard(built) -> str:
-    m = json.loads((built / "manifest.json").read_text())
+    m = json.loads((built / MANIFEST_FILE).read_text())
     return str(built / m["shards"][0]["path"])
 
 
@@ -50,24 +51,24 @@ def test_truncated_shard(built):
 
 
 def test_altered_index(built):
-    path = built / "index.parquet"
+    path = built / INDEX_FILE
     data = bytearray(path.read_bytes())
     data[10] ^= 0x01
     path.write_bytes(bytes(data))
-    assert any("index.parquet" in p for p in verify(str(built)))
-    with pytest.raises(CorruptDatasetError, match="index.parquet"):
+    assert any("index.pq" in p for p in verify(str(built)))
+    with pytest.raises(CorruptDatasetError, match="index.pq"):
         fg.open(built)
 
 
 def test_missing_manifest(built):
-    os.remove(built / "manifest.json")
-    assert "no manifest.json" in verify(str(built))[0]
+    os.remove(built / MANIFEST_FILE)
+    assert "no .fedgroups/manifest.json" in verify(str(built))[0]
     with pytest.raises(NotADatasetError):
         fg.open(built)
 
 
 def test_manifest_totals_tampered(built):
-    m = json.loads((built / "manifest.json").read_text())
+    m = json.loads((built / MANIFEST_FILE).read_text())
     m["totals"]["examples"] += 1
-    (built / "manifest.json").write_text(json.dumps(m))
+    (built / MANIFEST_FILE).write_text(json.dumps(m))
     assert any("examples" in p for p in verify(str(built)))
