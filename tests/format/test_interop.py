@@ -27,7 +27,7 @@ def test_reading_one_group_by_hand_as_docs_describe(built):
     index = pq.read_table(built / manifest["index"]["path"]).to_pylist()
     row = next(r for r in index if r["key"] == "u5")
     shard = manifest["shards"][row["shard"]]["path"]
-    assert shard.startswith("data/") and shard.endswith(".parquet")
+    assert shard.startswith("shard-") and shard.endswith(".parquet")
     table = pq.read_table(built / shard).slice(row["first_row"], row["num_rows"])
     assert set(table.column("__group__").to_pylist()) == {"u5"}
     assert table.column("n").to_pylist() == list(range(5, 700, 7))
@@ -37,7 +37,7 @@ def test_index_sums_match_shards_in_duckdb(built):
     duckdb = pytest.importorskip("duckdb")
     con = duckdb.connect()
     counts = dict(con.execute(
-        f"SELECT __group__, count(*) FROM read_parquet('{built}/data/*.parquet') GROUP BY 1"
+        f"SELECT __group__, count(*) FROM read_parquet('{built}/*.parquet') GROUP BY 1"
     ).fetchall())
     assert counts == {f"u{i}": 100 for i in range(7)}
     index = con.execute(
@@ -49,6 +49,6 @@ def test_index_sums_match_shards_in_duckdb(built):
 def test_card_front_matter_names_the_data_files(built):
     text = (built / ".fedgroups" / "README.md").read_text()
     front = text.split("---\n")[1]
-    assert "path: data/*.parquet" in front
+    assert "path: '*.parquet'" in front
     assert "| groups | 7 |" in text and "| examples | 700 |" in text
     assert "min 100, median 100, 90th percentile 100, max 100" in text

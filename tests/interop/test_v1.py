@@ -53,4 +53,4 @@ def test_overwriting_a_v1_dataset_writes_v2(v1):
     rows = [{"user": "a", "text": "x"}, {"user": "b", "text": "y"}]
     fg.build(rows, "field:user", v1, overwrite=True, workers=1, progress=False)
     assert fg.open(v1).manifest["format_version"] == 2
-    assert sorted(os.listdir(v1)) == [".fedgroups", "data"]
+    assert sorted(os.listdir(v1)) == [".fedgroups", "shard-00000-0000.parquet"]

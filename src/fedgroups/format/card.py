@@ -68,7 +68,7 @@ configs:
 - config_name: default
   data_files:
   - split: train
-    path: {DATA_GLOB}
+    path: '{DATA_GLOB}'
 tags:
 - fedgroups
 - federated-learning
@@ -106,15 +106,16 @@ group = ds.group(ds.keys()[0])
 ```
 
 With any Parquet reader, point it at the folder (`OUT`) or at `OUT/{DATA_GLOB}`:
-the examples are the only Parquet files; the group index and the manifest are in
+the shard files are the only Parquet files; the group index and the manifest are in
 `.fedgroups/`, which data globs skip.
 
 ```python
 import datasets, duckdb, pandas, polars
 datasets.load_dataset("OUT")["train"]
 pandas.read_parquet("OUT")
-duckdb.sql("SELECT {key['column']}, count(*) FROM 'OUT/**/*.parquet' GROUP BY 1")
-polars.scan_parquet("OUT/**/*.parquet")
+duckdb.sql("SELECT {key['column']}, count(*) FROM 'OUT/*.parquet' GROUP BY 1")
+polars.scan_parquet("OUT/*.parquet")
+spark.read.parquet("OUT")
 ```
 
 This card is `.fedgroups/README.md`; copy it to `OUT/README.md` to publish the folder on

@@ -4,15 +4,18 @@ Version 2 (written today) keeps everything that is not examples out of every dat
 glob, so a standard reader pointed at the dataset's root reads the examples and nothing
 else (docs/format.md, "Reading with other tools")::
 
-    data/shard-PPPPP-SSSS.parquet    the examples: the only *.parquet files under OUT
-    .fedgroups/manifest.json         written last; without it, not a dataset
-    .fedgroups/index.pq              the group index (Parquet, named so no *.parquet
-                                     glob picks it up: DuckDB's ** enters hidden folders)
-    .fedgroups/README.md             the dataset card (copy it to OUT/README.md to publish
-                                     on the Hugging Face Hub)
+    shard-PPPPP-SSSS.parquet     the examples: the only *.parquet files under OUT
+    .fedgroups/manifest.json     written last; without it, not a dataset
+    .fedgroups/index.pq          the group index (Parquet, named so no *.parquet glob
+                                 picks it up: DuckDB's ** enters hidden folders)
+    .fedgroups/README.md         the dataset card (copy it to OUT/README.md to publish on
+                                 the Hugging Face Hub)
 
-The metadata folder starts with a dot because that is the one prefix every reader skips
-by rule: pyarrow, pandas, Spark and Hive skip ``.`` and ``_``; Hugging Face ``datasets``
+The shards sit at the root, as in a Spark or Hive table: ``spark.read.parquet(OUT)``
+reads files at the root but not a ``data/`` subfolder (it would need
+``recursiveFileLookup``), and ``OUT/*.parquet`` then works for every glob reader. The
+metadata folder starts with a dot because that is the one prefix every reader skips by
+rule: pyarrow, pandas, Spark and Hive skip ``.`` and ``_``; Hugging Face ``datasets``
 skips ``.`` (and ``__``) but not ``_``.
 
 Version 1 had ``manifest.json`` and ``index.parquet`` at the root beside ``shards/``;
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import os
 
-from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE, META_DIR, SHARDS_DIR
+from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE, META_DIR
 
 CARD_FILE = f"{META_DIR}/README.md"
 
@@ -34,7 +37,7 @@ V1_INDEX_FILE = "index.parquet"
 V1_SHARDS_DIR = "shards"
 
 # Data files of a v2 dataset, relative to its root, as a glob (the card's `configs:`).
-DATA_GLOB = f"{SHARDS_DIR}/*.parquet"
+DATA_GLOB = "*.parquet"
 
 __all__ = ["CARD_FILE", "DATA_GLOB", "INDEX_FILE", "MANIFEST_FILE", "META_DIR",
            "V1_INDEX_FILE", "V1_MANIFEST_FILE", "V1_SHARDS_DIR", "is_dataset",

@@ -2,9 +2,9 @@
 
 A grouped dataset is a directory (format version 2; version 1 in format/layout.py)::
 
-    .fedgroups/manifest.json      written last and atomically; without it, not a dataset
-    .fedgroups/index.pq           one row per group part, sorted by (key, part) (Parquet)
-    data/shard-PPPPP-SSSS.parquet examples + the key column, groups contiguous
+    shard-PPPPP-SSSS.parquet   examples + the key column, groups contiguous
+    .fedgroups/manifest.json   written last and atomically; without it, not a dataset
+    .fedgroups/index.pq        one row per group part, sorted by (key, part) (Parquet)
 
 Everything here is plain data: no code runs when a dataset is opened.
 
@@ -27,12 +27,11 @@ import pyarrow as pa
 
 FORMAT_NAME = "fedgroups.grouped-dataset"
 FORMAT_VERSION = 2
-# Everything but examples lives in a dot-folder no reader's data glob enters, and the index
-# is not named *.parquet (DuckDB's ** enters dot-folders): see format/layout.py.
+# Shards at the root; everything else in a dot-folder no reader's data glob enters, and the
+# index not named *.parquet (DuckDB's ** enters dot-folders): see format/layout.py.
 META_DIR = ".fedgroups"
 MANIFEST_FILE = f"{META_DIR}/manifest.json"
 INDEX_FILE = f"{META_DIR}/index.pq"
-SHARDS_DIR = "data"
 KEY_COLUMN = "__group__"
 # Column added while building to keep each group's rows in source order; never written.
 ORDINAL_COLUMN = "__ordinal__"
@@ -76,7 +75,7 @@ def index_schema(key_type: pa.DataType, group_fields: Sequence[pa.Field] = ()) -
 
 
 def shard_name(partition: int, seq: int) -> str:
-    return f"{SHARDS_DIR}/shard-{partition:05d}-{seq:04d}.parquet"
+    return f"shard-{partition:05d}-{seq:04d}.parquet"
 
 
 def new_build_id() -> str:
