@@ -35,8 +35,9 @@ Params = dict[str, torch.Tensor]
 
 def cosine_matrix(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """(n, n) float64 cosine similarities of flattened ``tensors``; the diagonal is 1."""
-    x = torch.stack([t.detach().reshape(-1).to(torch.float32) for t in tensors])  # (n, numel)
-    gram = (x @ x.T).to(torch.float64)
+    # float64: children's K often differ by 1e-6 relative, which float32 cannot resolve.
+    x = torch.stack([t.detach().reshape(-1).to(torch.float64) for t in tensors])  # (n, numel)
+    gram = x @ x.T
     norms = gram.diagonal().clamp_min(0).sqrt()
     cos = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-30)
     cos = cos.clamp(-1.0, 1.0)
