@@ -183,6 +183,13 @@ class GroupedDataset:
         return {name: self._view(ids) for name, ids in split_ids(self._ids, fractions,
                                                                   seed).items()}
 
+    def to_hf(self, keys: Sequence[Key] | None = None, columns: Sequence[str] | None = None,
+              ) -> Any:
+        """The groups ``keys`` (default: all of this view) as one ``datasets.Dataset``,
+        in memory, the key in column ``__group__`` (see :mod:`fedgroups.adapters.hf`)."""
+        from fedgroups.adapters.hf import groups_to_hf
+        return groups_to_hf(self, keys, columns)
+
 
 def open(path: str | os.PathLike[str]) -> GroupedDataset:
     """Open a grouped dataset written by ``fg.build`` (no code from the dataset is run)."""

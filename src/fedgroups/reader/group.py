@@ -208,6 +208,12 @@ class Group:
         for b in self._batches(None):
             yield from to_dicts(b)
 
+    def to_hf(self, columns: Sequence[str] | None = None) -> Any:
+        """The group's examples as a ``datasets.Dataset``, in memory (one client's data,
+        as Flower Datasets hands it out; see :mod:`fedgroups.adapters.hf`)."""
+        from fedgroups.adapters.hf import group_to_hf
+        return group_to_hf(self, columns)
+
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The whole group in memory: only when the caller asks for it."""
         cols = self._check_columns(columns)

@@ -1,0 +1,61 @@
+"""Groups as Hugging Face ``datasets.Dataset`` objects (one client, as Flower Datasets
+hands out a partition).
+
+Both functions read the rows into memory (Arrow, no copy into Python objects). For the
+whole dataset as one ``Dataset`` use ``datasets.load_dataset(OUT)`` instead: it reads the
+shard files at the root (docs/format.md, "Reading with other tools").
+
+>>> import fedgroups as fg
+>>> rows = [{"user": u, "text": t} for u, t in [("a", "hi"), ("b", "yo"), ("a", "ok")]]
+>>> ds = fg.open(fg.build(rows, "field:user", "/tmp/fg-hf-doctest", overwrite=True,
+...                       progress=False).path)
+>>> list(ds.group("a").to_hf()["text"])
+['hi', 'ok']
+>>> list(ds.to_hf(["b", "a"])["__group__"])
+['b', 'a', 'a']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from fedgroups.format.spec import KEY_COLUMN
+
+if TYPE_CHECKING:
+    from fedgroups.reader.dataset import Group, GroupedDataset, Key
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError("to_hf needs the Hugging Face `datasets` package: "
+                          "pip install 'fedgroups[hf]'") from e
+    return datasets
+
+
+def group_to_hf(group: Group, columns: Sequence[str] | None = None) -> Any:
+    """One group's examples as a ``datasets.Dataset`` (its columns, without the key)."""
+    return _datasets().Dataset(group.to_arrow(columns))
+
+
+def groups_to_hf(ds: GroupedDataset, keys: Sequence[Key] | None = None,
+                 columns: Sequence[str] | None = None) -> Any:
+    """The examples of the groups ``keys`` (default: every group of ``ds``), group after
+    group in the order given, as one ``datasets.Dataset`` whose first column is the group
+    key (``__group__``). A key that is not there is a KeyError naming it."""
+    lib = _datasets()
+    groups = [ds.group(k) for k in keys] if keys is not None else list(ds)
+    names = list(columns) if columns is not None else list(ds.schema.names)
+    fields = [pa.field(KEY_COLUMN, ds.index.schema.field("key").type)] + \
+        [ds.schema.field(c) for c in names]
+    tables = []
+    for g in groups:
+        t = g.to_arrow(names)
+        key = pa.array([g.key] * t.num_rows, fields[0].type)
+        tables.append(t.add_column(0, KEY_COLUMN, key))
+    table = pa.concat_tables(tables) if tables else pa.schema(fields).empty_table()
+    return lib.Dataset(table)
