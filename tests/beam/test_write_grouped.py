@@ -55,7 +55,8 @@ def test_remote_output_is_written_in_place_with_the_manifest_last(tmp_path):
     fs.get("/fedgroups-test/out", str(local), recursive=True)
     ds = fg.open(local)
     assert ds.num_examples == 800
-    assert sorted(os.listdir(local)) == ["index.parquet", "manifest.json", "shards"]
+    assert sorted(os.listdir(local / ".fedgroups")) == ["README.md", "index.pq", "manifest.json"]
+    assert all(f.endswith(".parquet") for f in os.listdir(local) if f != ".fedgroups")
     fs.rm("/fedgroups-test", recursive=True)
 
 

@@ -38,6 +38,7 @@ from fedgroups.engine.runs import MapResult
 from fedgroups.errors import OutputExistsError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult, finish
 from fedgroups.format.group_columns import parse_group_columns
+from fedgroups.format.layout import CARD_FILE
 from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE
 from fedgroups.format.writer import SHARD_BYTES
 from fedgroups.keys.base import KeyFunction
@@ -101,6 +102,7 @@ class Commit:
         try:
             manifest = finish(local, results, **args)
             upload(os.path.join(local, INDEX_FILE), f"{self.out}/{INDEX_FILE}")
+            upload(os.path.join(local, CARD_FILE), f"{self.out}/{CARD_FILE}")
             upload(os.path.join(local, MANIFEST_FILE), f"{self.out}/{MANIFEST_FILE}")
         finally:
             shutil.rmtree(local, ignore_errors=True)
