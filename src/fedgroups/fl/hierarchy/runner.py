@@ -225,6 +225,8 @@ def _evaluate(plan: Plan, root: FedNode, method: str, eval_model: torch.nn.Modul
                                 or (pers.every and (r + 1) % pers.every == 0))
     nodes = {n.path: n for n in root.walk()}
     out = []
+    pre_all: list[float] = []
+    post_all: list[float] = []
     for lf in plan.leaves:
         path = lf.node.path
         clients = held_out[path]
@@ -235,9 +237,9 @@ def _evaluate(plan: Plan, root: FedNode, method: str, eval_model: torch.nn.Modul
             p = personalize(eval_model, scratch, clients, pers,
                             eval_batch_size=config.eval.batch_size, seed=config.seed,
                             device=config.run.device)
-            extra = {k.replace("/", "_"): v for k, v in
-                     {**percentiles(p.pre, "pers/pre"), **percentiles(p.post, "pers/post")
-                      }.items()}
+            extra = _pers_columns(p.pre, p.post)
+            pre_all.extend(p.pre)
+            post_all.extend(p.post)
         node = nodes.get(path)
         out.append(rec.EvalRecord(
             method=method, round=r, federation=path, level=lf.node.level, loss=res.loss,
@@ -248,8 +250,15 @@ def _evaluate(plan: Plan, root: FedNode, method: str, eval_model: torch.nn.Modul
     mean = math.fsum(e.loss * e.tokens for e in scored) / tokens if tokens else math.nan
     out.append(rec.EvalRecord(method=method, round=r, federation=rec.MEAN_FEDERATION,
                               level=-1, loss=mean, ppl=_ppl(mean), tokens=tokens,
-                              clients=sum(e.clients for e in scored)))
+                              clients=sum(e.clients for e in scored),
+                              **(_pers_columns(pre_all, post_all) if do_pers else {})))
     return out
+
+
+def _pers_columns(pre: list[float], post: list[float]) -> dict[str, float]:
+    """pers_pre_p10 ... pers_post_p90: percentiles over held-out clients, as the flat trainer."""
+    both = {**percentiles(pre, "pers/pre"), **percentiles(post, "pers/post")}
+    return {k.replace("/", "_"): v for k, v in both.items()}
 
 
 def _ppl(loss: float) -> float:

@@ -1,0 +1,95 @@
+"""``fedgroups train`` on a config with a ``hierarchy:`` section, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fedgroups.fl import cli
+from fedgroups.fl.config import parse_config
+from fedgroups.fl.hierarchy import records
+from fedgroups.fl.hierarchy.config import METHODS
+from fedgroups.fl.hierarchy.runner import run
+
+
+def test_cli_trains_a_tree_writes_the_records_and_resumes(
+        world_data: str, tmp_path: Path, world_config_factory: Any,
+        capsys: pytest.CaptureFixture) -> None:
+    cfg = world_config_factory(world_data, tmp_path / "run", rounds=2,
+                               **{"eval.every": 1, "run.checkpoint_every": 2})
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["train", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "method worldlm: 2 root rounds" in out and "world/romance/es" in out
+
+    d = tmp_path / "run"
+    for name in ("config.yaml", "tokenizer.json", "tree.json", "metrics.jsonl", "metrics.csv",
+                 "eval.jsonl", "attention.jsonl", "summary.json", "plots/loss.png",
+                 "checkpoints/round_000002.pt"):
+        assert (d / name).is_file(), name
+    assert records.is_hierarchical_run(d)
+    tree = records.read_tree(d)
+    assert [(n.path, n.kind) for n in tree] == [
+        ("world", "root"), ("world/germanic", "federation"), ("world/germanic/de", "leaf"),
+        ("world/germanic/nl", "leaf"), ("world/romance", "federation"),
+        ("world/romance/es", "leaf"), ("world/romance/it", "leaf")]
+    assert sum(n.train_clients + n.eval_clients for n in tree if n.kind == "leaf") == 16
+    metrics = records.read_metrics(d)
+    assert len(metrics) == 2 * 7 and {m.method for m in metrics} == {"worldlm"}
+    root_rows = [m for m in metrics if m.kind == "root"]
+    assert [m.cum_tokens for m in root_rows] == [root_rows[0].tokens,
+                                                 root_rows[0].tokens + root_rows[1].tokens]
+    for r in (0, 1):  # a parent's counters are the sum of its children's
+        rows = {m.node: m for m in metrics if m.round == r}
+        assert rows["world"].steps == rows["world/germanic"].steps + rows["world/romance"].steps
+        assert rows["world/romance"].clients == \
+               rows["world/romance/es"].clients + rows["world/romance/it"].clients
+    evals = records.read_eval(d)
+    assert len(evals) == 2 * 5 and evals[-1].federation == records.MEAN_FEDERATION
+    assert evals[-1].pers_post_p50 is not None and evals[0].pers_post_p50 is None
+    attention = records.read_attention(d)
+    assert {a.level for a in attention} == {0, 1}
+    summary = records.read_summary(d)
+    assert summary.rounds == 2 and summary.key_parameters > 0
+    assert summary.eval_loss == pytest.approx(evals[-1].loss)
+    saved = parse_config(yaml.safe_load((d / "config.yaml").read_text()))
+    assert saved.hierarchy["method"] == "worldlm" and saved.hierarchy["residuals"] == 1
+
+    assert cli.main(["train", "--resume", str(d), "--set", "rounds=3"]) == 0
+    assert "3 root rounds" in capsys.readouterr().out
+    assert len(records.read_metrics(d)) == 3 * 7
+
+
+def test_every_method_makes_the_same_client_updates_and_steps(
+        world_data: str, tmp_path: Path, world_config_factory: Any) -> None:
+    summaries = {}
+    for method in METHODS:
+        cfg = world_config_factory(world_data, tmp_path / method, rounds=1, **{
+            "personalization.enabled": False, "hierarchy.method": method})
+        summaries[method] = run(parse_config(cfg), echo=lambda m: None).summary
+    updates = {m: (s.client_updates, s.steps) for m, s in summaries.items()}
+    assert len(set(updates.values())) == 1, updates  # 4 leaves x cohort 2 x 2 local steps
+    assert updates["fl"] == (8, 16)
+    assert summaries["fl"].key_parameters == summaries["hierfavg"].key_parameters == 0
+    assert summaries["local"].key_parameters == summaries["local"].parameters
+    evaluated = {m: sorted(s.federations) for m, s in summaries.items()}
+    assert len({tuple(v) for v in evaluated.values()}) == 1  # the same held-out groups
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("hierarchy.levels=[family,script]", "script"),
+    ("hierarchy.key_params=[blocks.9.*]", "'blocks.9.*' matches no parameter"),
+    ("hierarchy.node_settings={fr: {rounds: 2}}", "no node named ['fr']"),
+    ("hierarchy.tau=0", "hierarchy.tau must be > 0"),
+])
+def test_bad_trees_exit_2_naming_the_setting(
+        setting: str, message: str, world_data: str, tmp_path: Path,
+        world_config_factory: Any, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(world_config_factory(world_data, tmp_path / "run")))
+    assert cli.main(["train", str(path), "--set", setting, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
