@@ -81,3 +81,21 @@ def test_partitioner_keyspecs_reach_the_build(tmp_path):
     rows = [{"label": i % 5, "text": "x"} for i in range(500)]
     fg.build(rows, "dirichlet:10:0.5:label:1", tmp_path / "d")
     assert fg.open(tmp_path / "d").num_examples == 500
+
+
+def test_build_takes_several_sources_as_a_shell_expanded_glob(tmp_path, capsys):
+    """``fedgroups build data/*.jsonl out --key ...`` unquoted: the shell passes each file."""
+    for i in range(3):
+        _write_jsonl(tmp_path / f"part{i}.jsonl", n=20)
+    out = str(tmp_path / "out")
+    files = sorted(str(p) for p in tmp_path.glob("*.jsonl"))
+    assert main(["build", *files, out, "--key", "url-host:url", "--quiet"]) == 0
+    import fedgroups as fg
+    ds = fg.open(out)
+    assert ds.num_examples == 60 and ds.manifest["source"]["num_files"] == 3
+    capsys.readouterr()
+    assert main(["build", files[0], "stdlib:", str(tmp_path / "o2"), "--key", "field:x",
+                 "--quiet"]) == 2
+    assert "'stdlib:' is a source of its own" in capsys.readouterr().err
+    assert main(["build", str(tmp_path / "o3"), "--key", "field:x", "--quiet"]) == 2
+    assert "give SOURCE, OUT and --key" in capsys.readouterr().err

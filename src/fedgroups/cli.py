@@ -69,9 +69,13 @@ def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
 def _add_build(sub: Any) -> None:
     p = sub.add_parser("build", help="group a dataset by a key and write it",
                        description="Group SOURCE by KEYSPEC and write a grouped dataset to OUT.")
-    p.add_argument("source", nargs="?", help="path/glob of Parquet, JSONL, CSV or text files; "
-                   "hf:NAME[:CONFIG]; stdlib: (the Python standard library's source)")
-    p.add_argument("out", nargs="?", help="output directory")
+    p.usage = ("fedgroups build SOURCE [SOURCE ...] OUT --key KEYSPEC [options]\n"
+               "       fedgroups build --recipe NAME OUT [options]")
+    p.add_argument("paths", nargs="*", metavar="SOURCE... OUT",
+                   help="SOURCE: paths/globs of Parquet, JSONL, CSV or text files (several, "
+                   "e.g. a glob the shell expanded), local or URLs (gs://, s3://, "
+                   "hf://datasets/...); or one of hf:NAME[:CONFIG], stdlib:. "
+                   "OUT: the output directory (last)")
     p.add_argument("--key", help=KEYSPEC_HELP)
     p.add_argument("--recipe", help="a named dataset (fedc4, fedwiki, fedbookco, fedccnews, "
                    "shakespeare); then only OUT is given")
@@ -99,15 +103,25 @@ def _add_build(sub: Any) -> None:
     p.epilog = "Anything after a bare -- is passed to Apache Beam as pipeline options."
 
 
+def _is_spec(source: str) -> bool:
+    """A SOURCE that is not a file: hf:NAME, tfds:NAME, stdlib: (hf://... is a file URL)."""
+    return source.rstrip(":") == "stdlib" or (source.startswith(("hf:", "tfds:"))
+                                              and "://" not in source)
+
+
 def _run_build(args: argparse.Namespace) -> int:
     from fedgroups.engine.api import build
 
     kwargs: dict[str, Any] = {}
-    source, key, out = args.source, args.key, args.out
+    key, paths = args.key, list(args.paths)
+    out = paths.pop() if paths else None
+    source: Any = paths[0] if len(paths) == 1 else paths or None
+    if isinstance(source, list) and any(_is_spec(s) for s in source):
+        raise FedGroupsError(f"several SOURCEs must all be files, globs or URLs; "
+                             f"{next(s for s in source if _is_spec(s))!r} is a source of its "
+                             "own: give it alone")
     if args.recipe:
         from fedgroups.recipes import get_recipe
-        if out is None and source is not None:
-            source, out = None, source
         if source is not None or out is None:
             raise FedGroupsError("with --recipe, give only OUT: fedgroups build --recipe NAME OUT")
         options = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,21 @@ def python_values_to_keys(values: list[Any], what: str) -> pa.Array:
                     type=typ)
 
 
+def _import_hint(module: str, e: ImportError) -> str:
+    """Why ``module`` did not import, and what to do. The current directory is not added to
+    the import path on purpose: a file there named like an installed module would shadow
+    it, and the key would depend on where the command runs (and Beam workers have no cwd)."""
+    top = module.split(".")[0]
+    if isinstance(e, ModuleNotFoundError) and e.name in (module, top):
+        here = [p for p in (f"{top}.py", top) if os.path.exists(p)]
+        fix = (f"{here[0]} is in the current directory, which `fedgroups` does not import "
+               "from: run with PYTHONPATH=. (or install it)") if here else \
+            "put its folder on PYTHONPATH (e.g. PYTHONPATH=. for the current directory) or " \
+            "install it as a package"
+        return f"cannot import module {module!r}: the module must be importable; {fix}"
+    return f"importing module {module!r} failed: {type(e).__name__}: {e}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class CallableKey(KeyFunction):
     """A user function: one example (dict) → key, or, if ``batched``, a batch → keys.
@@ -68,10 +84,13 @@ class CallableKey(KeyFunction):
         if not (module and fname):
             raise SettingError(f"key {spec!r}: use {cls.usage}")
         try:
-            fn = getattr(importlib.import_module(module), fname)
-        except (ImportError, AttributeError) as e:
-            raise SettingError(f"key {spec!r}: cannot import {fname} from {module}: {e}") from e
-        return cls.wrap(fn, spec)
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise SettingError(f"key {spec!r}: {_import_hint(module, e)}") from e
+        if not callable(getattr(mod, fname, None)):
+            raise SettingError(f"key {spec!r}: module {module} ({mod.__file__}) has no function "
+                               f"{fname!r}")
+        return cls.wrap(getattr(mod, fname), spec)
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         name = getattr(self.fn, "__qualname__", repr(self.fn))

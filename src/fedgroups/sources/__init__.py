@@ -37,7 +37,7 @@ def _make_source(source: Any, *, format: str | None, split: str | None,
         if source == "stdlib:" or source == "stdlib":
             from fedgroups.sources.stdlib import stdlib_source
             return stdlib_source()
-        if source.startswith("hf:"):
+        if source.startswith("hf:") and not source.startswith("hf://"):  # hf:// is a file URL
             from fedgroups.sources.huggingface import hf_source
             return hf_source(source, split)
         if source.startswith("tfds:"):
@@ -55,6 +55,10 @@ def _make_source(source: Any, *, format: str | None, split: str | None,
         from fedgroups.sources.memory import table_source
         return table_source(pa.Table.from_batches([source]))
     mod = type(source).__module__ or ""
+    if mod.startswith("pandas") and type(source).__name__ == "DataFrame":
+        from fedgroups.sources.memory import table_source
+        # a non-default index is kept as a column; pandas' own schema metadata is dropped
+        return table_source(pa.Table.from_pandas(source).replace_schema_metadata(None))
     if mod.startswith("datasets"):
         from fedgroups.sources.huggingface import hf_object_source
         return hf_object_source(source)
@@ -63,7 +67,8 @@ def _make_source(source: Any, *, format: str | None, split: str | None,
         return iterable_source(source)
     raise SettingError(
         f"cannot read a source of type {type(source).__name__}; pass a path or glob, "
-        "'hf:NAME[:CONFIG]', 'stdlib:', a pyarrow Table, a datasets object or an iterable of dicts"
+        "'hf:NAME[:CONFIG]', 'stdlib:', a pyarrow Table, a pandas DataFrame, a datasets object "
+        "or an iterable of dicts"
     )
 
 
