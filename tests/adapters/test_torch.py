@@ -143,3 +143,15 @@ def test_two_rank_gloo_group_partitions_groups(ads, adapter_path, tmp_path):
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == ads.keys()
     assert abs(len(per_rank[0]) - len(per_rank[1])) <= 2  # 2 workers per rank, each ±1
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("output", ["batches", "groups", "blocks"])
+def test_default_collation_fails_with_our_message(ads, output, num_workers):
+    """``DataLoader(data, batch_size=4)`` would stack tensors of different groups' lengths
+    (torch: "stack expects each tensor to be equal size"); ours says what to pass."""
+    data = GroupStreamDataset(ads, output=output, batch_size=8, columns=["i", "y"])
+    with pytest.raises(SettingError, match="batch_size=None.*pack_rows"):
+        next(iter(DataLoader(data, batch_size=4, num_workers=num_workers)))
+    item = next(iter(DataLoader(data, batch_size=None, num_workers=num_workers)))
+    assert isinstance(item, dict)

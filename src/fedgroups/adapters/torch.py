@@ -28,6 +28,7 @@ import pyarrow as pa
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data._utils.collate import default_collate_fn_map
 
 from fedgroups.adapters.numpy import column_to_numpy
 from fedgroups.errors import SettingError
@@ -36,6 +37,26 @@ from fedgroups.reader.dataset import Group, GroupedDataset
 
 Output = Literal["groups", "batches", "blocks"]
 _PACKED = "packed_batches"  # marks an item of whole per-group batches (see unpack)
+
+
+class GroupItem(dict):
+    """An item of :class:`GroupStreamDataset`: already a batch of one group's rows (or a
+    whole group, or a packed block), never one example. A plain ``dict`` otherwise; its type
+    lets torch's default collation say what to do instead of failing to stack tensors of
+    different lengths."""
+
+
+def _refuse_collate(batch: list[Any], *, collate_fn_map: Any = None) -> Any:
+    raise SettingError(
+        f"a DataLoader with a batch_size tried to collate {len(batch)} GroupStreamDataset "
+        "items into one: each item is already a batch of one group's rows (output='batches', "
+        "its size set by GroupStreamDataset(batch_size=...)), a whole group or a packed "
+        "block. Pass batch_size=None to the DataLoader; with num_workers, pack_rows=... "
+        "and unpack() move fewer, larger items")
+
+
+# torch's documented extension point of default_collate: an element type -> its collate.
+default_collate_fn_map[GroupItem] = _refuse_collate
 
 
 def batch_to_torch(batch: pa.RecordBatch | pa.Table) -> dict[str, Any]:
@@ -152,11 +173,11 @@ class GroupStreamDataset(IterableDataset):
             if self.transform is not None:
                 yield self.transform(g)
             elif self.output == "groups":
-                yield {"key": g.key, "num_examples": g.num_examples,
-                       **batch_to_torch(g.to_arrow(self.columns))}
+                yield GroupItem({"key": g.key, "num_examples": g.num_examples,
+                                 **batch_to_torch(g.to_arrow(self.columns))})
             else:
                 for b in g.batches(self.batch_size, self.columns):
-                    yield {"key": g.key, **batch_to_torch(b)}
+                    yield GroupItem({"key": g.key, **batch_to_torch(b)})
 
 
 def _blocks(groups: Iterable[Group], batch_size: int, columns: list[str] | None,
@@ -180,7 +201,7 @@ def _blocks(groups: Iterable[Group], batch_size: int, columns: list[str] | None,
         yield _pack(pending, keys)
 
 
-def _pack(pieces: list[pa.RecordBatch], keys: list[Any]) -> dict[str, Any]:
+def _pack(pieces: list[pa.RecordBatch], keys: list[Any]) -> GroupItem:
     sizes = [p.num_rows for p in pieces]
     offsets = torch.zeros(len(sizes) + 1, dtype=torch.int64)
     torch.cumsum(torch.tensor(sizes, dtype=torch.int64), 0, out=offsets[1:])
@@ -190,7 +211,7 @@ def _pack(pieces: list[pa.RecordBatch], keys: list[Any]) -> dict[str, Any]:
         parts = [batch_to_torch(p) for p in pieces]
         columns = {c: torch.cat([p[c] for p in parts]) if isinstance(parts[0][c], torch.Tensor)
                    else [v for p in parts for v in p[c]] for c in parts[0]}
-    return {"keys": keys, "offsets": offsets, **columns}
+    return GroupItem({"keys": keys, "offsets": offsets, **columns})
 
 
 def _packs(groups: Iterable[Group], batch_size: int, pack_rows: int,
@@ -203,13 +224,13 @@ def _packs(groups: Iterable[Group], batch_size: int, pack_rows: int,
     for g in groups:
         for b in g.batches(batch_size, columns):
             if held and held + b.num_rows > pack_rows:
-                yield {**_pack(pending, keys), _PACKED: True}
+                yield GroupItem({**_pack(pending, keys), _PACKED: True})
                 pending, keys, held = [], [], 0
             pending.append(b)
             keys.append(g.key)
             held += b.num_rows
     if pending:
-        yield {**_pack(pending, keys), _PACKED: True}
+        yield GroupItem({**_pack(pending, keys), _PACKED: True})
 
 
 def unpack(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
