@@ -99,3 +99,112 @@ def test_build_takes_several_sources_as_a_shell_expanded_glob(tmp_path, capsys):
     assert "'stdlib:' is a source of its own" in capsys.readouterr().err
     assert main(["build", str(tmp_path / "o3"), "--key", "field:x", "--quiet"]) == 2
     assert "give SOURCE, OUT and --key" in capsys.readouterr().err
+
+
+def _subcommand(name):
+    from fedgroups.cli import make_parser
+
+    parser = make_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[name]
+
+
+def test_info_verify_head_have_descriptions_and_engine_has_help():
+    for name in ("info", "verify", "head"):
+        p = _subcommand(name)
+        assert p.description and len(p.description) > 40, name
+        assert all(a.help for a in p._actions if a.dest == "path"), name
+    engine = next(a for a in _subcommand("build")._actions if a.dest == "engine")
+    assert engine.help and "beam" in engine.help
+
+
+def test_build_accepts_quiet_and_no_progress_alike(tmp_path):
+    _write_jsonl(tmp_path / "in.jsonl")
+    for flag in ("--quiet", "--no-progress"):
+        out = str(tmp_path / flag.strip("-"))
+        assert main(["build", str(tmp_path / "in.jsonl"), out, "--key", "url-host:url",
+                     flag]) == 0
+
+
+def test_info_and_stats_write_bytes_in_the_same_units(tmp_path, capsys):
+    _write_jsonl(tmp_path / "in.jsonl", n=400)
+    out = str(tmp_path / "out")
+    main(["build", str(tmp_path / "in.jsonl"), out, "--key", "url-host:url", "--quiet"])
+    capsys.readouterr()
+    main(["info", out])
+    info = dict(line.split("  ", 1) for line in capsys.readouterr().out.splitlines()[2:])
+    total = info["bytes (uncompressed)"].strip()
+    assert total.endswith(" KiB")
+    main(["stats", out])
+    bytes_row = next(line for line in capsys.readouterr().out.splitlines()
+                     if line.startswith("bytes"))
+    assert bytes_row.rstrip().endswith(total)
+
+
+def _build_in_subprocess(tmp_path, stderr, name):
+    import os
+
+    _write_jsonl(tmp_path / "in.jsonl", n=200)
+    env = {k: v for k, v in os.environ.items() if k != "FEDGROUPS_PROGRESS"}
+    return subprocess.run([sys.executable, "-m", "fedgroups.cli", "build",
+                           str(tmp_path / "in.jsonl"), str(tmp_path / name), "--key",
+                           "url-host:url", "--workers", "1"],
+                          stdout=subprocess.PIPE, stderr=stderr, env=env, timeout=300)
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path):
+    """Into a pipe or log file: no bars (no carriage-return redraws). On a terminal (a
+    pseudo-terminal here): bars."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    proc = _build_in_subprocess(tmp_path, subprocess.PIPE, "piped")
+    assert proc.returncode == 0
+    assert b"\r" not in proc.stderr and b"grouping" not in proc.stderr
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 cols
+    try:
+        proc = _build_in_subprocess(tmp_path, follower, "tty")
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 1 << 16)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert b"grouping" in seen
+
+
+def test_progress_setting_order():
+    import io
+    import os
+
+    from fedgroups.terminal import progress_enabled
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    old = os.environ.pop("FEDGROUPS_PROGRESS", None)
+    try:
+        assert progress_enabled(None, Tty()) is True
+        assert progress_enabled(None, io.StringIO()) is False
+        assert progress_enabled(False, Tty()) is False
+        assert progress_enabled(True, io.StringIO()) is True
+        os.environ["FEDGROUPS_PROGRESS"] = "1"
+        assert progress_enabled(None, io.StringIO()) is True
+        os.environ["FEDGROUPS_PROGRESS"] = "0"
+        assert progress_enabled(None, Tty()) is False
+    finally:
+        os.environ.pop("FEDGROUPS_PROGRESS", None)
+        if old is not None:
+            os.environ["FEDGROUPS_PROGRESS"] = old

@@ -11,14 +11,7 @@ from typing import Any
 
 from fedgroups.errors import FedGroupsError
 from fedgroups.keys.registry import KEYSPEC_HELP
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from fedgroups.terminal import human_bytes
 
 
 def table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
@@ -47,14 +40,15 @@ def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         ("groups", f"{t['groups']:,}"),
         ("examples", f"{t['examples']:,}"),
-        ("bytes (uncompressed)", _human_bytes(t["bytes"])),
+        ("bytes (uncompressed)", human_bytes(t["bytes"])),
         ("words", f"{t['words']:,}" + (f"  (column {manifest['text_column']!r})"
                                       if manifest.get("text_column") else "")),
         ("examples per group", f"mean {t['examples'] / max(t['groups'], 1):,.1f}, "
                                f"largest {t['largest_group_examples']:,}"),
         ("groups split in parts", f"{t['parts'] - t['groups']:,}"),
         ("dropped examples", f"{t['dropped_examples']:,}"),
-        ("shards", f"{t['shards']}  ({_human_bytes(sum(s['file_bytes'] for s in manifest['shards']))} on disk)"),
+        ("shards", f"{t['shards']}  "
+                   f"({human_bytes(sum(s['file_bytes'] for s in manifest['shards']))} on disk)"),
         ("key", f"{manifest['key'].get('spec')}  ({manifest['key']['type']})"),
         ("group columns", ", ".join(manifest.get("group_columns", [])) or "none"),
         ("source", _describe_source(src)),
@@ -95,11 +89,15 @@ def _add_build(sub: Any) -> None:
     p.add_argument("--group-columns", default=None, metavar="A,B",
                    help="source columns constant within each group (e.g. family,lang), "
                    "recorded per group in the index; an error names a group where one varies")
-    p.add_argument("--engine", choices=["local", "beam"], default="local")
+    p.add_argument("--engine", choices=["local", "beam"], default="local",
+                   help="local (default): this machine, all cores, bounded memory; beam: "
+                   "an Apache Beam pipeline (DirectRunner here, or Dataflow/Flink/Spark "
+                   "with pipeline options after --)")
     p.add_argument("--num-shards", type=int, default=None, help="partitions (default: planned "
                    "from the input size and memory limit)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars (by default they are drawn only on a terminal)")
     p.epilog = "Anything after a bare -- is passed to Apache Beam as pipeline options."
 
 
@@ -138,7 +136,7 @@ def _run_build(args: argparse.Namespace) -> int:
     kwargs.update(workers=args.workers, memory_limit=args.memory_limit,
                   overwrite=args.overwrite, engine=args.engine, format=args.format,
                   num_partitions=args.num_shards, pipeline_options=pipeline_options,
-                  progress=not args.quiet)
+                  progress=False if args.quiet else None)
     # a recipe's own settings stand unless the user gave the flag
     if args.text_column is not None:
         kwargs["text_column"] = None if args.text_column == "none" else args.text_column
@@ -218,13 +216,20 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedgroups {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_build(sub)
-    p = sub.add_parser("info", help="what a grouped dataset holds")
-    p.add_argument("path")
+    p = sub.add_parser("info", help="what a grouped dataset holds", description=(
+        "Totals (groups, examples, bytes, words), the key, source, schema and how the "
+        "dataset was built, from its manifest alone: nothing else is read."))
+    p.add_argument("path", help="a grouped dataset directory")
     p.add_argument("--json", action="store_true", help="print the manifest (without shard list)")
-    p = sub.add_parser("verify", help="re-check every checksum and count")
-    p.add_argument("path")
-    p = sub.add_parser("head", help="show the first examples of some groups")
-    p.add_argument("path")
+    p = sub.add_parser("verify", help="re-check every checksum and count", description=(
+        "Recompute the checksum of the index and of every shard file, check that the index "
+        "entries tile each shard and that the keys in the shards match the index, and that "
+        "all counts add up. Reads every byte; exits 1 listing each problem found."))
+    p.add_argument("path", help="a grouped dataset directory")
+    p = sub.add_parser("head", help="show the first examples of some groups", description=(
+        "Print the first examples of a group (--group KEY), or of the first groups in key "
+        "order, one JSON object per line; long strings are cut at --width."))
+    p.add_argument("path", help="a grouped dataset directory")
     p.add_argument("--group", default=None, help="key of the group to show")
     p.add_argument("-n", type=int, default=5, help="examples per group")
     p.add_argument("--groups", type=int, default=3, help="groups to show without --group")

@@ -102,8 +102,9 @@ def build(
         raise SettingError(f"engine {engine!r} is not one of: local, beam")
     if on_missing_key not in ("error", "drop"):
         raise SettingError(f"on_missing_key {on_missing_key!r} is not one of: error, drop")
-    if progress is None:
-        progress = os.environ.get("FEDGROUPS_PROGRESS", "1") != "0"
+    if progress is None:  # a terminal or notebook shows bars; a log file does not
+        from fedgroups.terminal import progress_enabled
+        progress = progress_enabled()
     limit = parse_bytes(memory_limit)
     max_shard = parse_bytes(shard_size, "shard_size")
     plan_overrides = dict(_plan_overrides or {})

@@ -96,12 +96,19 @@ def _fmt(x: float) -> str:
     return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
+def _fmt_bytes(x: float) -> str:
+    """Bytes as ``fedgroups info`` writes them (KiB, MiB, ...)."""
+    from fedgroups.terminal import human_bytes
+    return "-" if x is None or math.isnan(x) else human_bytes(x)
+
+
 def format_summary(table: pa.Table) -> str:
     """The summary as aligned text, one line per measure."""
     cols = [c for c in table.column_names if c not in ("measure", "groups")]
     rows = table.to_pylist()
     header = ["per group"] + cols
-    body = [[r["measure"]] + [_fmt(r[c]) for c in cols] for r in rows]
+    body = [[r["measure"]] + [(_fmt_bytes if r["measure"] == "bytes" else _fmt)(r[c])
+                              for c in cols] for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     lines = ["  ".join(f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in
                        enumerate(zip(row, widths))) for row in [header, *body]]
