@@ -19,7 +19,6 @@ Run: ``python benchmarks/read.py [--quick] [--workdir DIR]``.
 from __future__ import annotations
 
 import argparse
-import glob
 import itertools
 import os
 import statistics
@@ -34,6 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import fedgroups as fg
+from fedgroups.format.layout import is_dataset
+from fedgroups.format.manifest import read_manifest
 from fedgroups.format.spec import KEY_COLUMN
 
 
@@ -51,7 +52,7 @@ def make_table(num_groups: int, sizes: np.ndarray, seed: int, text_len: int) -> 
 
 
 def build(table: pa.Table, out: str) -> fg.GroupedDataset:
-    if not os.path.exists(os.path.join(out, "manifest.json")):
+    if not is_dataset(out):
         fg.build(table, "field:user", out, overwrite=True, progress=False, workers=2)
     return fg.open(out)
 
@@ -91,9 +92,14 @@ def cpu_ratio(baseline: Callable[[], int], contender: Callable[[], int]) -> str:
     return f"CPU-time ratio {CPU[baseline] / CPU[contender]:.2f}x"
 
 
+def _shard_paths(root: str) -> list[str]:
+    """The dataset's shard files, from its manifest (any format version)."""
+    return sorted(os.path.join(root, s["path"]) for s in read_manifest(root)["shards"])
+
+
 def raw_scan_batches(root: str, columns: list[str], verify: bool = False) -> int:
     rows = 0
-    for path in sorted(glob.glob(os.path.join(root, "shards", "*.parquet"))):
+    for path in _shard_paths(root):
         f = pq.ParquetFile(path, page_checksum_verification=verify)
         for rg in range(f.num_row_groups):
             t = f.read_row_group(rg, columns=[*columns, KEY_COLUMN]).combine_chunks()
@@ -108,7 +114,7 @@ def raw_scan_batches(root: str, columns: list[str], verify: bool = False) -> int
 
 def raw_scan_dicts(root: str, columns: list[str]) -> int:
     rows = 0
-    for path in sorted(glob.glob(os.path.join(root, "shards", "*.parquet"))):
+    for path in _shard_paths(root):
         f = pq.ParquetFile(path)
         for rg in range(f.num_row_groups):
             rows += len(f.read_row_group(rg, columns=columns).to_pylist())
@@ -184,7 +190,7 @@ def bench_random_access(work: str, quick: bool) -> None:
     for n in (10_000, big):
         path = os.path.join(work, f"access-{n}")
         t0 = time.perf_counter()
-        table = None if os.path.exists(os.path.join(path, "manifest.json")) else \
+        table = None if is_dataset(path) else \
             make_table(n, np.full(n, 10), 2, 40)
         ds = build(table, path)
         built = time.perf_counter() - t0

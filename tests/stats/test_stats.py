@@ -65,7 +65,8 @@ def test_sizes_come_from_the_index_alone(sized: str, tmp_path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(sized, copy)
     ds = fg.open(copy)
-    shutil.rmtree(copy / "shards")  # no example can be read now
+    for shard in ds.manifest["shards"]:
+        (copy / shard["path"]).unlink()  # no example can be read now
     assert summary(ds).column("total").to_pylist()[0] == 55
 
 
