@@ -130,7 +130,8 @@ class FedNode:
 
     # --- one participation -------------------------------------------------------------
 
-    def participate(self, start_b: Params, pool: list[residual.Residual]) -> tuple[ClientUpdate, dict[str, float]]:
+    def participate(self, start_b: Params, pool: list[residual.Residual]
+                    ) -> tuple[ClientUpdate, dict[str, float]]:
         """Run ``settings.rounds`` rounds from the parent's backbone; return the update."""
         if self.server is not None:
             with torch.no_grad():
@@ -180,6 +181,9 @@ class FedNode:
                 for k in COUNTERS:
                     if k != "inner_rounds":
                         counts[k] += child_counts[k]
+                if child_counts["clients"] == 0:  # every client it sampled was skipped
+                    aggregate.count("skipped")
+                    continue
             if not update.finite:
                 first_bad = update.key if first_bad is None else first_bad
                 aggregate.add(update, 0.0)
