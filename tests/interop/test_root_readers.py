@@ -99,3 +99,20 @@ def test_card_as_root_readme_for_the_hub(built, counts, tmp_path):
     ds = datasets.load_dataset(str(hub), cache_dir=str(tmp_path / "hf-cache"))
     assert list(ds) == ["train"]
     _check(ds["train"]["__group__"], ds["train"].column_names, counts)
+
+
+def test_verify_names_parquet_files_a_root_reader_would_count(built, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fedgroups.format.verify import verify
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    assert verify(str(copy)) == []
+    pq.write_table(pa.table({"x": [1]}), copy / "notes.parquet")
+    pq.write_table(pa.table({"x": [1]}), copy / ".fedgroups" / "old-index.parquet")
+    problems = verify(str(copy))
+    assert len(problems) == 2
+    assert "notes.parquet" in problems[0] + problems[1]
+    assert "old-index.parquet" in problems[0] + problems[1]

@@ -41,7 +41,7 @@ DATA_GLOB = "*.parquet"
 
 __all__ = ["CARD_FILE", "DATA_GLOB", "INDEX_FILE", "MANIFEST_FILE", "META_DIR",
            "V1_INDEX_FILE", "V1_MANIFEST_FILE", "V1_SHARDS_DIR", "is_dataset",
-           "manifest_path"]
+           "manifest_path", "stray_data_files"]
 
 
 def manifest_path(root: str) -> str:
@@ -57,3 +57,22 @@ def manifest_path(root: str) -> str:
 def is_dataset(root: str) -> bool:
     """Whether ``root`` holds a manifest of either version (not whether it is sound)."""
     return os.path.exists(manifest_path(root))
+
+
+def stray_data_files(root: str, manifest: dict) -> list[str]:
+    """Problems for ``verify``: ``*.parquet`` files anywhere under a v2 dataset's root (dot
+    folders included, as DuckDB's ``**`` enters them) that the manifest does not list as
+    shards. A reader pointed at the root would read them as examples."""
+    if manifest.get("format_version", 1) < 2:
+        return []  # v1 keeps index.parquet at the root by design
+    listed = {os.path.normpath(s["path"]) for s in manifest["shards"]}
+    problems = []
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if name.endswith(".parquet") and os.path.relpath(path, root) not in listed:
+                problems.append(
+                    f"{path}: a Parquet file that is not one of the dataset's shards; readers "
+                    f"pointed at {root} (pyarrow, pandas, DuckDB, Polars, Spark, datasets) "
+                    "would read it as examples: move it out of the dataset")
+    return problems

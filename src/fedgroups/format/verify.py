@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedgroups.errors import FedGroupsError
+from fedgroups.format.layout import stray_data_files
 from fedgroups.format.manifest import file_sha256, read_manifest, schema_from_json
 from fedgroups.format.rowstats import row_bytes, word_counts
 from fedgroups.format.spec import DROPPED_KEY, GROUP_COLUMN_PREFIX, KEY_COLUMN, build_id_of
@@ -46,6 +47,7 @@ def verify(path: str, *, progress: Callable[[str], None] | None = None) -> list[
         rows = index.filter(pa.array(shard_col == i)).sort_by("first_row")
         _shard(root, manifest, schema, i, rows, problems)
     _totals(manifest, index, problems)
+    problems += stray_data_files(root, manifest)  # what root readers would also count
     return problems
 
 
