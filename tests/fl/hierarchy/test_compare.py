@@ -174,3 +174,43 @@ def test_cli_prints_the_table_and_fails_cleanly(tmp_path: Path, capsys) -> None:
     assert main(["compare", str(run), str(tmp_path / "nope"), "--out",
                  str(tmp_path / "c")]) == 2
     assert "nope: no such run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_real_tiny_runs_of_two_methods(tmp_path: Path) -> None:
+    """The runner's own outputs for fl and worldlm on two languages of Django's catalogs."""
+    pytest.importorskip("django")
+    import fedgroups as fg
+    from fedgroups.fl.config import parse_config
+    from fedgroups.fl.hierarchy.runner import run
+
+    data = fg.recipes.django_l10n(tmp_path / "world", languages="fr,de", progress=False).path
+    runs = []
+    for method in ("fl", "worldlm"):
+        config = parse_config({
+            "data": {"path": data}, "output_dir": str(tmp_path / method), "rounds": 2,
+            "cohort_size": 4, "seed": 0,
+            "tokenizer": {"vocab_size": 300, "sample_groups": 50, "sample_examples": 500},
+            "model": {"preset": "tiny", "seq_len": 16},
+            "client": {"optimizer": "adam", "lr": 3e-3, "local_steps": 2, "batch_size": 4,
+                       "max_sequences": 8},
+            "eval": {"max_sequences": 4, "batch_size": 4},
+            "personalization": {"enabled": False},
+            "run": {"threads": 1, "progress": False},
+            "hierarchy": {"method": method, "levels": ["family", "lang"],
+                          "eval_max_clients": 2}})
+        run(config, echo=lambda m: None)
+        runs.append(tmp_path / method)
+    result = compare(runs, tmp_path / "cmp")
+    head = result["table"].splitlines()[0]
+    assert head.startswith("| method | runs | de | fr | mean ppl |") or \
+        head.startswith("| method | runs | fr | de | mean ppl |")
+    rows = {r.method: r for r in result["rows"]}
+    assert set(rows) == {"fl", "worldlm"}
+    for row in rows.values():
+        assert row.mean_ppl is not None and row.mean_ppl.mean > 1
+        assert row.steps is not None and row.steps.mean > 0
+    names = {p.name for p in result["files"]}
+    assert {"perplexity.png", "loss.png"} <= names
+    assert any(n.startswith("attention-worldlm-level") for n in names)
+    assert not any(n.startswith("attention-fl") for n in names)
