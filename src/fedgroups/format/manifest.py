@@ -149,6 +149,6 @@ def manifest_problems(m: dict[str, Any]) -> list[str]:
         fields = schema_from_json(schema)
         if KEY_COLUMN not in fields.names:
             problems.append(f"schema has no {KEY_COLUMN!r} column")
-    except (KeyError, TypeError, ValueError, pa.ArrowException) as e:  # base64 or IPC damage
+    except (KeyError, TypeError, ValueError, OSError, pa.ArrowException) as e:  # IPC damage
         problems.append(f"schema does not decode ({type(e).__name__}: {e})")
     return problems

@@ -7,6 +7,7 @@ strictly sorted, totals agreeing), so a bad index fails at open, naming the file
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedgroups.errors import CorruptDatasetError
-from fedgroups.format.manifest import file_sha256
+from fedgroups.format.spec import build_id_of
 from fedgroups.reader.tiling import PhysicalIndex
 
 _NEAR = 200  # keys each side of a missing key searched for "did you mean"
@@ -27,16 +28,24 @@ _NEAR = 200  # keys each side of a missing key searched for "did you mean"
 def load_index(root: str, manifest: dict[str, Any]) -> pa.Table:
     info = manifest["index"]
     path = os.path.join(root, info["path"])
-    if not os.path.exists(path):
-        raise CorruptDatasetError(f"{path}: the group index is missing; rebuild the dataset")
-    if os.path.getsize(path) != info["file_bytes"] or file_sha256(path) != info["sha256"]:
+    try:  # read once: the bytes checked are the bytes parsed, even if the file is swapped
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CorruptDatasetError(f"{path}: the group index is missing or unreadable "
+                                  f"({e.strerror or e}); rebuild the dataset") from e
+    if len(data) != info["file_bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
         raise CorruptDatasetError(
             f"{path}: the group index does not match its checksum in the manifest; the dataset "
-            "is damaged — rebuild it")
+            "is damaged (or was replaced while being opened) — open it again, or rebuild it")
     try:
-        index = pq.read_table(path)
+        index = pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as e:
         raise CorruptDatasetError(f"{path}: cannot read the group index ({e})") from e
+    want, found = manifest.get("build_id"), build_id_of(index.schema.metadata)
+    if want is not None and found != want:
+        raise CorruptDatasetError(f"{path}: belongs to another build ({found or 'none'}) than "
+                                  f"the manifest ({want}); rebuild the dataset")
     if index.num_rows != info["num_rows"]:
         raise CorruptDatasetError(f"{path}: {index.num_rows} rows, manifest says {info['num_rows']}")
     return index

@@ -57,7 +57,8 @@ class _Scan:
         for c in codes:
             s = c >> 32
             if s not in fragments:  # one per row group, sharing the footer parsed once
-                whole = _FORMAT.make_fragment(shards.get(s).path, filesystem=_FS)
+                # from the checked open file, never the path: no swapped file is read
+                whole = _FORMAT.make_fragment(shards.file(s))
                 whole.ensure_complete_metadata()
                 fragments[s] = whole.split_by_row_group()
             frags.append(fragments[s][c & _MASK])
@@ -87,14 +88,12 @@ class _Scan:
                 if tagged is None:
                     break
                 frag = tagged.fragment  # scans yield in fragment order; make sure
-                if frag.path != path or [g.id for g in frag.row_groups] != [r]:
-                    raise RuntimeError(f"scan of {path} row group {r} got {frag.path}")
+                if [g.id for g in frag.row_groups] != [r]:
+                    raise RuntimeError(f"scan of {path} row group {r} got another row group")
                 self._pending.append(tagged.record_batch)
                 got += tagged.record_batch.num_rows
         except (OSError, pa.ArrowException) as e:
-            raise CorruptDatasetError(
-                f"{path}: row group {r} cannot be read ({e}); the shard is damaged — run "
-                "`fedgroups verify` and rebuild the dataset") from e
+            raise self._damaged(shards, e) from e
         if got != want:
             raise CorruptDatasetError(
                 f"{path}: row group {r} gave {got} rows, its footer says {want}; the shard is "
@@ -104,6 +103,21 @@ class _Scan:
         if not batches:  # an empty row group
             return code, self._schema.empty_table()
         return code, pa.Table.from_batches(batches)
+
+    def _damaged(self, shards: ShardCache, err: Exception) -> CorruptDatasetError:
+        """The error naming the damaged file: the scan reads ahead, so what failed may be
+        a later row group (of another shard) than the one being pulled; read each one not
+        yet handed out, in order, until one fails (only on this error path)."""
+        columns = self._schema.names
+        for code in self.codes:
+            try:
+                shards.get(code >> 32).read_row_group(code & _MASK, columns)
+            except CorruptDatasetError as e:
+                return e
+        s, r = self.codes[0] >> 32, self.codes[0] & _MASK
+        return CorruptDatasetError(
+            f"{shards.get(s).path}: row group {r} cannot be read ({err}); the shard is damaged "
+            "— run `fedgroups verify` and rebuild the dataset")
 
 
 class _Held:

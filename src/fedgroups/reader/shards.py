@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.rows import column_values
-from fedgroups.format.spec import KEY_COLUMN
+from fedgroups.format.spec import KEY_COLUMN, build_id_of
 
 # Row groups read only in part (many small groups share one) are kept this long, so a
 # shuffled stream that visits a row group's groups in turn decodes it about once.
@@ -172,22 +172,27 @@ class ShardCache:
     """Shard files of a dataset, checked once, opened once per thread (thread-safe)."""
 
     def __init__(self, root: str, shards: list[dict], cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 ) -> None:
+                 build_id: str | None = None) -> None:
         self.root = root
         self.shards = shards
+        self.build_id = build_id  # the manifest's: every shard opened must carry it
         self.cache_bytes = cache_bytes
         self._reset()
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self._checked: dict[int, tuple[str, pq.FileMetaData, np.ndarray, list[int]]] = {}
+        # per shard: path, footer, row group starts and bytes, and the one open file every
+        # read goes through (a file swapped in at the path later is never read)
+        self._checked: dict[int, tuple[str, pq.FileMetaData, np.ndarray, list[int],
+                                       pa.NativeFile]] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cache = _RowGroupCache(self.cache_bytes)
 
     def __getstate__(self) -> dict[str, Any]:
         # sent to DataLoader workers (spawn) or other processes: paths only, no handles
-        return {"root": self.root, "shards": self.shards, "cache_bytes": self.cache_bytes}
+        return {"root": self.root, "shards": self.shards, "cache_bytes": self.cache_bytes,
+                "build_id": self.build_id}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -205,9 +210,9 @@ class ShardCache:
             handles = self._local.handles = {}
         h = handles.get(shard)
         if h is None:
-            path, md, starts, _ = self._check(shard)
+            path, md, starts, _, source = self._check(shard)
             try:
-                f = pq.ParquetFile(path, metadata=md, page_checksum_verification=True)
+                f = pq.ParquetFile(source, metadata=md, page_checksum_verification=True)
             except (OSError, pa.ArrowException) as e:
                 raise CorruptDatasetError(f"{path}: not a readable Parquet file ({e})") from e
             h = handles[shard] = ShardHandle(path, f, starts)
@@ -268,7 +273,12 @@ class ShardCache:
         """Uncompressed bytes of each row group of ``shard`` (from its footer)."""
         return self._check(shard)[3]
 
-    def _check(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int]]:
+    def file(self, shard: int) -> pa.NativeFile:
+        """The open, checked file of ``shard`` (thread-safe positional reads)."""
+        return self._check(shard)[4]
+
+    def _check(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int],
+                                          pa.NativeFile]:
         found = self._checked.get(shard)
         if found is not None:
             return found
@@ -277,7 +287,8 @@ class ShardCache:
             self._checked[shard] = found
         return found
 
-    def _open_checked(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int]]:
+    def _open_checked(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int],
+                                                 pa.NativeFile]:
         if not 0 <= shard < len(self.shards):
             raise CorruptDatasetError(
                 f"{self.root}: the index names shard {shard} but the manifest lists "
@@ -285,20 +296,30 @@ class ShardCache:
         info = self.shards[shard]
         path = os.path.join(self.root, info["path"])
         try:
-            size = os.path.getsize(path)
+            source = pa.OSFile(path)
+            size = source.size()
         except OSError as e:
-            raise CorruptDatasetError(f"{path}: shard file is missing ({e.strerror})") from e
+            raise CorruptDatasetError(f"{path}: shard file is missing ({e})") from e
         if size != info["file_bytes"]:
             raise CorruptDatasetError(
                 f"{path}: {size} bytes on disk but the manifest says {info['file_bytes']}; "
                 "the shard was truncated or altered — rebuild the dataset")
         try:
-            md = pq.ParquetFile(path, page_checksum_verification=True).metadata
+            md = pq.ParquetFile(source, page_checksum_verification=True).metadata
         except (OSError, pa.ArrowException) as e:
             raise CorruptDatasetError(f"{path}: not a readable Parquet file ({e})") from e
+        if KEY_COLUMN not in md.schema.names:
+            raise CorruptDatasetError(f"{path}: the footer names no {KEY_COLUMN!r} column; the "
+                                      "shard is damaged — rebuild the dataset")
+        found = build_id_of(md.metadata)
+        if self.build_id is not None and found != self.build_id:
+            raise CorruptDatasetError(
+                f"{path}: belongs to another build ({found or 'none'}) than the dataset that was "
+                f"opened ({self.build_id}); it was replaced (a build --overwrite?) while open — "
+                "open the dataset again")
         if md.num_rows != info["num_rows"]:
             raise CorruptDatasetError(
                 f"{path}: has {md.num_rows} rows but the manifest says {info['num_rows']}")
         groups = [md.row_group(i) for i in range(md.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum([g.num_rows for g in groups])]).astype(np.int64)
-        return path, md, starts, [g.total_byte_size for g in groups]
+        return path, md, starts, [g.total_byte_size for g in groups], source

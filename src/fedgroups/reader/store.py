@@ -41,7 +41,8 @@ class Store:
         self.manifest = manifest
         self.index = index
         self.arrays = arrays or IndexArrays.from_index(index)
-        self.shards = shards or ShardCache(root, manifest["shards"])
+        self.shards = shards or ShardCache(root, manifest["shards"],
+                                           build_id=manifest.get("build_id"))
         full = schema_from_json(manifest["schema"])
         self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN])
         self.columns: list[str] = self.schema.names
