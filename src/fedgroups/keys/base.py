@@ -86,7 +86,14 @@ def normalise_key_array(arr: pa.Array, what: str) -> pa.Array:
     elif pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         out = arr.cast(pa.binary())
     elif pa.types.is_integer(t):
-        out = arr.cast(pa.int64())
+        try:
+            out = arr.cast(pa.int64())
+        except pa.ArrowInvalid as e:  # uint64 values of 2**63 and above
+            import pyarrow.compute as pc
+            raise KeyFunctionError(
+                f"{what} holds integers beyond the signed 64-bit range of integer keys "
+                f"({pc.max(arr).as_py()}); make the key a string (cast the column)"
+            ) from e
     elif pa.types.is_null(t):
         out = arr.cast(pa.string())
     else:

@@ -32,6 +32,9 @@ def python_values_to_keys(values: list[Any], what: str) -> pa.Array:
             raise KeyRowError(
                 row, f"{what} returned {type(v).__name__} {v!r:.80}; return str, bytes or int"
             )
+        if not isinstance(v, (str, bytes)) and not -(1 << 63) <= int(v) < (1 << 63):
+            raise KeyRowError(row, f"{what} returned the int {int(v)}, beyond the signed 64-bit "
+                                   "range of integer keys; return it as a str")
         kinds.add(str if isinstance(v, str) else bytes if isinstance(v, bytes) else int)
     if len(kinds) > 1:
         raise KeyFunctionError(f"{what} returned keys of mixed types {sorted(k.__name__ for k in kinds)}")
@@ -87,6 +90,9 @@ class CallableKey(KeyFunction):
             mod = importlib.import_module(module)
         except ImportError as e:
             raise SettingError(f"key {spec!r}: {_import_hint(module, e)}") from e
+        except Exception as e:  # the user's module failed while importing (syntax, raise)
+            raise SettingError(f"key {spec!r}: importing module {module!r} failed: "
+                               f"{type(e).__name__}: {e}") from e
         if not callable(getattr(mod, fname, None)):
             raise SettingError(f"key {spec!r}: module {module} ({mod.__file__}) has no function "
                                f"{fname!r}")
