@@ -86,6 +86,15 @@ def build(
         ``"family,lang"``), recorded per group in the index (``GroupedDataset.group_table``);
         a column that varies within a group is a ``GroupColumnError`` naming the group.
 
+    Notes
+    -----
+    With ``workers > 1`` the local engine forks its worker processes (so a lambda works as a
+    key). A process that has imported JAX (or another library that runs native threads)
+    then prints that library's warning that ``os.fork()`` may deadlock. The workers run
+    only the source reader and the key function, never JAX, so the build is sound
+    (tests/interop/test_threaded_libraries.py) unless the key function itself calls JAX:
+    then use ``workers=1``, or build before importing JAX or with ``fedgroups build``.
+
     Examples
     --------
     >>> import fedgroups as fg
