@@ -23,7 +23,7 @@ LANGS = {
 }
 
 
-def make_world_records(docs_per_lang: int = 4, seed: int = 0, lines: int = 12
+def world_records(docs_per_lang: int = 4, seed: int = 0, lines: int = 12
                        ) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     out = []
@@ -47,7 +47,7 @@ def world_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     from fedgroups.engine.api import build
 
     out = tmp_path_factory.mktemp("world") / "ds"
-    build(make_world_records(), "field:doc", str(out), group_columns=("family", "lang"),
+    build(world_records(), "field:doc", str(out), group_columns=("family", "lang"),
           progress=False)
     return str(out)
 
@@ -83,3 +83,8 @@ def world_config(data: str, out: str | Path, **over: Any) -> dict[str, Any]:
 @pytest.fixture
 def world_config_factory() -> Any:
     return world_config
+
+
+@pytest.fixture
+def make_world_records() -> Any:
+    return world_records

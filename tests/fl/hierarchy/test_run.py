@@ -93,3 +93,30 @@ def test_bad_trees_exit_2_naming_the_setting(
     path.write_text(yaml.safe_dump(world_config_factory(world_data, tmp_path / "run")))
     assert cli.main(["train", str(path), "--set", setting, "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_explicit_tree_over_two_datasets(world_data: str, tmp_path: Path,
+                                            world_config_factory: Any,
+                                            make_world_records: Any) -> None:
+    from fedgroups.engine.api import build
+
+    other = tmp_path / "other"
+    rows = [dict(r, doc="b-" + r["doc"]) for r in make_world_records(2, seed=1)
+            if r["lang"] == "nl"]
+    build(rows, "field:doc", str(other), progress=False)
+    cfg = world_config_factory(world_data, tmp_path / "run", rounds=1,
+                               **{"personalization.enabled": False})
+    cfg["hierarchy"] = {"method": "worldlm", "eval_fraction": 0.5, "nodes": [
+        {"name": "w", "children": ["rom", "far"]},
+        {"name": "rom", "children": ["es", "it"]},
+        {"name": "es", "keys": ["es-*"]}, {"name": "it", "keys": ["it-0[01]"]},
+        {"name": "far", "children": ["nl"]},
+        {"name": "nl", "keys": ["*"], "dataset": str(other), "cohort_size": 1}]}
+    result = run(parse_config(cfg), echo=lambda m: None)
+    tree = {n.path: n for n in records.read_tree(tmp_path / "run")}
+    assert (tree["w/rom/es"].train_clients, tree["w/rom/es"].eval_clients) == (2, 2)
+    assert (tree["w/rom/it"].train_clients, tree["w/rom/it"].eval_clients) == (1, 1)
+    assert (tree["w/far/nl"].train_clients, tree["w/far/nl"].eval_clients) == (1, 1)
+    rows = {m.node: m for m in records.read_metrics(tmp_path / "run")}
+    assert rows["w/far/nl"].clients == 1 and rows["w"].clients == 2 + 1 + 1
+    assert {e.federation for e in result.evals} == {"w/rom/es", "w/rom/it", "w/far/nl", "*"}
