@@ -19,6 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from fedgroups.format.layout import CARD_FILE, DATA_GLOB
+from fedgroups.terminal import human_bytes
+
+_BYTE_SETTINGS = ("memory_limit", "shard_bytes")
 
 
 def _size_line(index: pa.Table | None) -> str | None:
@@ -53,7 +56,7 @@ def card_text(manifest: dict[str, Any], index: pa.Table | None = None) -> str:
         ("groups", f"{t['groups']:,}"),
         ("examples", f"{t['examples']:,}"),
         ("examples per group", sizes or "—"),
-        ("uncompressed bytes", f"{t['bytes']:,}"),
+        ("uncompressed bytes", f"{human_bytes(t['bytes'])} ({t['bytes']:,})"),
         ("words", f"{t['words']:,}" + (f" (column `{manifest['text_column']}`)"
                                        if manifest.get("text_column") else "")),
         ("groups split in parts", f"{t['parts'] - t['groups']:,}"),
@@ -62,7 +65,9 @@ def card_text(manifest: dict[str, Any], index: pa.Table | None = None) -> str:
     ]
     stats = "\n".join(f"| {k} | {v} |" for k, v in rows)
     group_cols = manifest.get("group_columns") or []
-    settings = ", ".join(f"{k} {v}" for k, v in b.items()) or "—"
+    settings = ", ".join(
+        f"{k} {human_bytes(v) if k in _BYTE_SETTINGS and isinstance(v, int) else v}"
+        for k, v in b.items()) or "—"
     return f"""---
 configs:
 - config_name: default
@@ -74,12 +79,12 @@ tags:
 - federated-learning
 ---
 
-# Grouped by `{key.get('spec')}`: {_source_text(manifest.get('source', {}))}
+# Examples grouped by `{key.get('spec')}`
 
-A grouped dataset written by fedgroups {manifest.get('fedgroups_version', '')}
-(format version {manifest['format_version']}, {manifest.get('created', '')}): every example
-belongs to one group, the group's key is in the column `{key['column']}`, and a group's
-examples are contiguous in one shard file (or, for a very large group, in consecutive ones).
+A grouped dataset written by fedgroups {manifest.get('fedgroups_version', '')} (format
+version {manifest['format_version']}, {manifest.get('created', '')}). Every example belongs to
+one group; the group's key is in the column `{key['column']}`, and a group's examples are
+contiguous in one shard file (a very large group: in consecutive ones).
 
 - **Source**: {_source_text(manifest.get('source', {}))}
 - **Key**: `{key.get('spec')}` ({key['type']}){', group columns ' + ', '.join(f'`{c}`' for c in group_cols) if group_cols else ''}
