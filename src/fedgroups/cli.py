@@ -81,6 +81,9 @@ def _add_build(sub: Any) -> None:
     p.add_argument("--split", default=None, help="split of a Hugging Face dataset (default train)")
     p.add_argument("--format", default=None, help="parquet|jsonl|csv|tsv|text (default: from "
                    "the file extension)")
+    p.add_argument("--encoding-errors", choices=("strict", "replace"), default=None,
+                   help="text files that are not UTF-8: stop naming file and line (strict, "
+                   "the default) or replace each bad sequence by U+FFFD and count them")
     p.add_argument("--text-column", default=None,
                    help="column whose words are counted (default: auto; 'none' for no count)")
     p.add_argument("--on-missing-key", choices=["error", "drop"], default=None,
@@ -146,12 +149,17 @@ def _run_build(args: argparse.Namespace) -> int:
         kwargs["split"] = args.split
     if args.group_columns is not None:
         kwargs["group_columns"] = args.group_columns
+    if args.encoding_errors is not None:
+        kwargs["encoding_errors"] = args.encoding_errors
     report = build(source, key, out, **kwargs)
     m = report.manifest
     rows = info_rows(m)[:7] + [
         ("time", f"{report.seconds:.1f} s ({report.examples_per_second:,.0f} examples/s)"),
         ("output", report.path),
     ]
+    if m["source"].get("replaced_utf8_sequences"):
+        rows.append(("replaced non-UTF-8", f"{m['source']['replaced_utf8_sequences']:,} "
+                     f"sequences on {m['source']['lines_with_replacements']:,} lines (U+FFFD)"))
     for where in report.stats.get("drop_examples", []):
         rows.append(("dropped e.g. at", where))
     print(table(rows, title="build finished"))

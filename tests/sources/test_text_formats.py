@@ -127,3 +127,16 @@ def test_truncated_gzip_is_named(tmp_path):
 def test_reserved_column_names_are_refused(tmp_path, name):
     with pytest.raises(SourceError, match=f"column '{name}' has a name fedgroups reserves"):
         make_source(pa.table({"u": ["a"], name: [1]}))
+
+
+def test_replacements_from_parallel_workers_reach_the_manifest(tmp_path):
+    for i in range(4):  # four files: the local engine reads them in forked workers
+        (tmp_path / f"p{i}.jsonl").write_bytes(b'{"u": "a", "t": "x\xff"}\n' * (i + 1) +
+                                               b'{"u": "b", "t": "fine"}\n')
+    report = fg.build(str(tmp_path / "*.jsonl"), "field:u", tmp_path / "out", workers=2,
+                      encoding_errors="replace", progress=False)
+    source = report.manifest["source"]
+    assert source["encoding_errors"] == "replace"
+    assert source["replaced_utf8_sequences"] == 10 and source["lines_with_replacements"] == 10
+    with pytest.raises(SourceError, match=r"p0\.jsonl, line 1"):
+        fg.build(str(tmp_path / "*.jsonl"), "field:u", tmp_path / "strict", progress=False)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from fedgroups.engine.plan import make_plan, parse_bytes
+from fedgroups.engine.plan import MAX_PARTITIONS, make_plan, parse_bytes
 from fedgroups.errors import SettingError
 from fedgroups.format.finish import finish
 from fedgroups.format.group_columns import group_fields, parse_group_columns
@@ -61,6 +61,7 @@ def build(
     engine: Engine = "local",
     format: str | None = None,
     split: str | None = None,
+    encoding_errors: str = "strict",
     text_column: str | None = "auto",
     on_missing_key: MissingKeyPolicy = "error",
     num_partitions: int | None = None,
@@ -79,6 +80,9 @@ def build(
     key : a KEYSPEC (``field:NAME``, ``url-host:FIELD``, ``hash:N:FIELD``, ``iid:N[:SEED]``,
         ``python:MODULE:FUNCTION``) or a callable example → key (str, bytes or int).
     memory_limit : resident memory the whole build may use, e.g. ``"2GB"``.
+    encoding_errors : text files (JSON Lines, CSV/TSV, text) that are not UTF-8:
+        ``"strict"`` (default) stops with the file and line; ``"replace"`` puts U+FFFD for
+        each invalid sequence and counts them in the manifest (``source``).
     on_missing_key : ``"error"`` (default) stops at the first example with no key;
         ``"drop"`` drops such examples and counts them in the manifest.
     shard_size : largest shard file (uncompressed rows); a bigger group is split into parts.
@@ -111,6 +115,10 @@ def build(
         raise SettingError(f"engine {engine!r} is not one of: local, beam")
     if on_missing_key not in ("error", "drop"):
         raise SettingError(f"on_missing_key {on_missing_key!r} is not one of: error, drop")
+    if num_partitions is not None and (isinstance(num_partitions, bool) or not isinstance(
+            num_partitions, int) or not 1 <= num_partitions <= MAX_PARTITIONS):
+        raise SettingError(f"num_partitions (--num-shards) must be a whole number from 1 to "
+                           f"{MAX_PARTITIONS}, got {num_partitions!r}")
     if progress is None:  # a terminal or notebook shows bars; a log file does not
         from fedgroups.terminal import progress_enabled
         progress = progress_enabled()
@@ -125,7 +133,8 @@ def build(
         check_output(out, overwrite)
     keyfn = parse_key(key)
     gcols = parse_group_columns(group_columns)
-    src: Source = make_source(source, format=format, split=split)
+    src: Source = make_source(source, format=format, split=split,
+                              encoding_errors=encoding_errors)
     where = str(src.description.get("spec") or src.description)
     keyfn.check_columns(src.schema, where)
     group_fields(src.schema, gcols, where)
@@ -158,7 +167,8 @@ def build(
         seconds = time.perf_counter() - t0
         settings["seconds"] = round(seconds, 3)
         manifest = finish(staging, results, schema=schema, key_description=keyfn.describe(),
-                          source_description=src.description, build_settings=settings,
+                          source_description={**src.description, **src.summary()},
+                          build_settings=settings,
                           text_column=text_col, dropped=int(stats.get("dropped", 0)),
                           group_columns=gcols)
         publish(staging, out, overwrite)

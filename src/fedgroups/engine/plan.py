@@ -37,6 +37,10 @@ def parse_bytes(value: str | int, setting: str = "memory_limit") -> int:
     return n
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
 @dataclass(frozen=True, kw_only=True)
 class BuildPlan:
     workers: int
@@ -60,7 +64,7 @@ def make_plan(
     if budget < MIN_WORKER_BUDGET:
         need = processes * PROCESS_BASE_BYTES + workers * MIN_WORKER_BUDGET
         raise SettingError(
-            f"memory_limit {memory_limit / 2**20:.0f} MiB is too small for {workers} worker(s); "
+            f"memory_limit {_size(memory_limit)} is too small for {workers} worker(s); "
             f"give at least {need / 2**20:.0f} MiB or fewer workers"
         )
     # Data is held about three times over at a peak (input, sorted copy, encoder buffers),

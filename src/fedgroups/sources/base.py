@@ -35,6 +35,11 @@ class Source:
     def location(self, unit: int, row: int) -> str:
         return f"unit {unit}, row {row}"
 
+    def summary(self) -> dict[str, Any]:
+        """What reading found, to add to the manifest's source description once the
+        build has read everything (e.g. replaced invalid UTF-8); empty by default."""
+        return {}
+
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema, where: str) -> pa.RecordBatch:
     """Cast a batch to the source's schema, or say which column disagrees."""

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import io
 import lzma
+import multiprocessing as mp
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, Literal
 
 from fedgroups.errors import SettingError, SourceError
@@ -40,12 +40,36 @@ def check_encoding_errors(value: str) -> EncodingErrors:
     return value  # type: ignore[return-value]
 
 
-@dataclass
 class ReplacementCounter:
-    """Invalid UTF-8 sequences replaced by U+FFFD, per process (summed by the build)."""
+    """Invalid UTF-8 sequences replaced by U+FFFD, and the lines that held them: in shared
+    memory, so that the local engine's forked workers add to the one count the build
+    reports (a Beam runner's separate workers do not: see docs/format.md)."""
 
-    replaced: int = 0
-    lines: int = 0  # lines that held at least one
+    def __init__(self) -> None:
+        self._values = mp.get_context("fork").Array("q", 2)  # replaced, lines
+
+    def add(self, replaced: int, lines: int) -> None:
+        with self._values.get_lock():
+            self._values[0] += replaced
+            self._values[1] += lines
+
+    @property
+    def replaced(self) -> int:
+        return int(self._values[0])
+
+    @property
+    def lines(self) -> int:
+        return int(self._values[1])
+
+    def __getstate__(self) -> dict[str, int]:  # pickled (spawn, Beam): counts from here on
+        return {"replaced": self.replaced, "lines": self.lines}  # are that process's own
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__()  # type: ignore[misc]
+        self.add(state["replaced"], state["lines"])
+
+    def __repr__(self) -> str:
+        return f"ReplacementCounter(replaced={self.replaced}, lines={self.lines})"
 
 
 def _line_of(data: bytes, offset: int, first_line: int) -> int:
@@ -68,8 +92,7 @@ def decode_utf8(data: bytes, *, path: str, first_line: int, errors: EncodingErro
                 "with U+FFFD and count them") from None
     text, n, lines = _decode_counting(data)
     if counter is not None:
-        counter.replaced += n
-        counter.lines += lines
+        counter.add(n, lines)
     return text
 
 
