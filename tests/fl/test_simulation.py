@@ -10,10 +10,9 @@ import torch
 import yaml
 from fl_testkit import make_records, tiny_config
 
-from fedgroups.fl import cli
+from fedgroups.fl import algorithms, cli
 from fedgroups.fl.config import parse_config
 from fedgroups.fl.federation import NonFiniteLossError
-from fedgroups.fl.model import Transformer
 from fedgroups.fl.simulation import run
 
 DETERMINISTIC = ("seconds", "tokens_per_s")
@@ -83,14 +82,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
         make_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_dataset(make_records(16))
     calls = {"n": 0}
-    original = Transformer.loss
+    original = algorithms.lm_loss
 
-    def poisoned(self, seqs):
+    def poisoned(model, seqs):
         calls["n"] += 1
-        loss = original(self, seqs)
+        loss = original(model, seqs)
         return loss * float("nan") if calls["n"] > 16 * 3 else loss  # 16 steps per round
 
-    monkeypatch.setattr(Transformer, "loss", poisoned)
+    monkeypatch.setattr(algorithms, "lm_loss", poisoned)
     cfg = parse_config(tiny_config(data, str(tmp_path / "run"), rounds=6))
     with pytest.raises(NonFiniteLossError, match=r"round 3: non-finite.*round_000002\.pt"):
         run(cfg, echo=lambda m: None)

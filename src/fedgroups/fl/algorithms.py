@@ -33,7 +33,7 @@ from fedgroups.fl.config import (
     OptimizerConfig,
     WeightingName,
 )
-from fedgroups.fl.model import Transformer
+from fedgroups.fl.model import lm_loss
 
 Params = dict[str, torch.Tensor]
 
@@ -108,7 +108,7 @@ def _neg_grads(model: nn.Module, names: Sequence[str]) -> Iterator[tuple[str, to
 
 
 def client_update(
-    model: Transformer,
+    model: nn.Module,
     data: ClientData,
     config: ClientConfig,
     algorithm: AlgorithmName,
@@ -130,7 +130,7 @@ def client_update(
     epoch = 0
     while (steps < target_steps) if target_steps is not None else (epoch < epochs):
         for batch in iter_batches(seqs, config.batch_size, gen):
-            loss = model.loss(batch)
+            loss = lm_loss(model, batch)
             value = loss.item()
             if not math.isfinite(value):
                 return _nonfinite(data, loss_sum, loss_tokens, steps)
@@ -153,7 +153,7 @@ def client_update(
     )
 
 
-def _fedsgd(model: Transformer, data: ClientData, seqs: torch.Tensor, config: ClientConfig,
+def _fedsgd(model: nn.Module, data: ClientData, seqs: torch.Tensor, config: ClientConfig,
             aggregated: Sequence[str]) -> ClientUpdate:
     """One gradient of the mean token loss over all of the client's data (in chunks)."""
     model.zero_grad(set_to_none=True)
@@ -161,7 +161,7 @@ def _fedsgd(model: Transformer, data: ClientData, seqs: torch.Tensor, config: Cl
     loss_sum = 0.0
     for batch in iter_batches(seqs, config.batch_size, None):
         tokens = batch.shape[0] * (batch.shape[1] - 1)
-        loss = model.loss(batch)
+        loss = lm_loss(model, batch)
         value = loss.item()
         if not math.isfinite(value):
             return _nonfinite(data, loss_sum, 0, 0)

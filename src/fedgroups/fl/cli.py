@@ -31,7 +31,8 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument("--backend", choices=["sequential", "distributed"], default="sequential",
                    help="'distributed' splits each cohort over torch.distributed ranks "
                    "(launch with torchrun)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bar (--no-progress is the old name)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in output_dir instead of refusing")
 
@@ -55,7 +56,7 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
         raise ConfigError(f"cannot read config {path}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of settings")
-    if args.no_progress:
+    if args.quiet:
         overrides.append("run.progress=false")
     return parse_config(data, overrides)
 

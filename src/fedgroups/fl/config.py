@@ -120,9 +120,20 @@ class ModelConfig:
     n_layers: int | None = None
     n_heads: int | None = None
     d_ff: int | None = None
+    # Any causal LM instead of the built-in transformer: "package.module:function", called
+    # as fn(vocab_size=..., seq_len=..., **kwargs) (see fl/model_factory.py).
+    factory: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.seq_len >= 2, "model.seq_len must be >= 2")
+        if self.factory is not None:
+            shaped = [n for n in ("d_model", "n_layers", "n_heads", "d_ff")
+                      if getattr(self, n) is not None]
+            _check(not shaped, f"model.{', model.'.join(shaped)}: only for the built-in "
+                   "transformer; with model.factory pass shapes in model.kwargs")
+        else:
+            _check(not self.kwargs, "model.kwargs: only with model.factory")
 
 
 @dataclass(frozen=True, kw_only=True)

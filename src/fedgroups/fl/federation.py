@@ -26,7 +26,6 @@ from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.errors import ConfigError, NonFiniteLossError
-from fedgroups.fl.model import Transformer
 from fedgroups.fl.schedules import server_lr
 from fedgroups.fl.strategy import RoundContext, Strategy, strategy_from_config
 
@@ -46,7 +45,7 @@ class Federation:
     def __init__(
         self,
         *,
-        model: Transformer,
+        model: torch.nn.Module,
         source: GroupSource,
         tokenizer: Tokenizer,
         eos_id: int,
@@ -72,7 +71,7 @@ class Federation:
         self.local_init: Params = {n: params[n].detach().clone() for n in self.local}
         self.local_store: dict[str, Params] = {}
 
-    def load_global(self, model: Transformer) -> None:
+    def load_global(self, model: torch.nn.Module) -> None:
         """The global model: server parameters plus the initial values of local ones."""
         load_params(model, self.server.snapshot(), self.local_init)
 
@@ -101,11 +100,14 @@ class Federation:
                 continue
             local = self.local_store.get(str(data.key), self.local_init)
             load_params(self.model, start, local)
-            update = strategy.local_update(
-                self.model, data, cfg.client, start=start,
-                aggregated=self.aggregated, device=self.device,
-                generator=torch.Generator().manual_seed(client_seed(cfg.seed, round_, pos)),
-            )
+            seed = client_seed(cfg.seed, round_, pos)
+            with torch.random.fork_rng(devices=[]):  # dropout, if the model has any, is seeded
+                torch.manual_seed(seed)
+                update = strategy.local_update(
+                    self.model, data, cfg.client, start=start,
+                    aggregated=self.aggregated, device=self.device,
+                    generator=torch.Generator().manual_seed(seed),
+                )
             if not update.finite:
                 first_bad = data.key if first_bad is None else first_bad
                 aggregate.add(update, 0.0)

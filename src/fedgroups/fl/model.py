@@ -134,8 +134,33 @@ class Transformer(nn.Module):
 
     def loss(self, seqs: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over a batch of packed sequences (B, T + 1)."""
-        logits = self(seqs[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), seqs[:, 1:].reshape(-1))
+        return lm_loss(self, seqs)
+
+
+def lm_logits(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """Logits (B, T, V) of any causal LM for token ids (B, T).
+
+    Accepts a module returning the logits tensor, an object with ``.logits`` (Hugging Face
+    ``transformers`` outputs) or a tuple whose first item is the logits.
+    """
+    out = model(idx)
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if logits is None and isinstance(out, (tuple, list)) and out:
+        logits = out[0]
+    if not isinstance(logits, torch.Tensor):
+        raise ConfigError(
+            f"the model returned {type(out).__name__}; a model must return logits (B, T, V), "
+            "an object with .logits, or a tuple starting with the logits"
+        )
+    return logits
+
+
+def lm_loss(model: nn.Module, seqs: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``model`` over packed sequences (B, T + 1)."""
+    logits = lm_logits(model, seqs[:, :-1])  # (B, T, V)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), seqs[:, 1:].reshape(-1))
 
 
 def build_model(args: ModelArgs, seed: int) -> Transformer:

@@ -18,20 +18,20 @@ from torch import nn
 from fedgroups.fl.algorithms import make_optimizer
 from fedgroups.fl.client_data import ClientData, iter_batches
 from fedgroups.fl.config import PersonalizationConfig
-from fedgroups.fl.model import Transformer
+from fedgroups.fl.model import lm_loss
 
 PERCENTILES = (10, 50, 90)
 
 
 @torch.no_grad()
-def sequence_loss(model: Transformer, seqs: torch.Tensor, batch_size: int) -> tuple[float, int]:
+def sequence_loss(model: nn.Module, seqs: torch.Tensor, batch_size: int) -> tuple[float, int]:
     """(token-weighted mean loss, tokens) of ``model`` on ``seqs`` (N, T + 1)."""
     was_training = model.training
     model.eval()
     total, tokens = 0.0, 0
     for batch in iter_batches(seqs, batch_size, None):
         n = batch.shape[0] * (batch.shape[1] - 1)
-        total += model.loss(batch).item() * n
+        total += lm_loss(model, batch).item() * n
         tokens += n
     model.train(was_training)
     return (total / tokens if tokens else math.nan), tokens
@@ -57,7 +57,7 @@ class EvalResult:
         return out
 
 
-def evaluate(model: Transformer, clients: Sequence[ClientData], batch_size: int,
+def evaluate(model: nn.Module, clients: Sequence[ClientData], batch_size: int,
              device: torch.device | str = "cpu") -> EvalResult:
     total, tokens, per_client = 0.0, 0, []
     for c in clients:
@@ -82,8 +82,8 @@ class PersonalizationResult:
 
 
 def personalize(
-    global_model: Transformer,
-    scratch: Transformer,
+    global_model: nn.Module,
+    scratch: nn.Module,
     clients: Sequence[ClientData],
     config: PersonalizationConfig,
     *,
@@ -103,12 +103,15 @@ def personalize(
         train, test = c.sequences[:k].to(device), c.sequences[k:].to(device)
         pre.append(sequence_loss(global_model, test, eval_batch_size)[0])
         scratch.load_state_dict(state)
-        _fine_tune(scratch, train, config, torch.Generator().manual_seed(seed * 1_000_003 + i))
+        client_seed = seed * 1_000_003 + i
+        with torch.random.fork_rng(devices=[]):  # dropout, if the model has any, is seeded
+            torch.manual_seed(client_seed)
+            _fine_tune(scratch, train, config, torch.Generator().manual_seed(client_seed))
         post.append(sequence_loss(scratch, test, eval_batch_size)[0])
     return PersonalizationResult(pre=pre, post=post, skipped=skipped)
 
 
-def _fine_tune(model: Transformer, seqs: torch.Tensor, config: PersonalizationConfig,
+def _fine_tune(model: nn.Module, seqs: torch.Tensor, config: PersonalizationConfig,
                generator: torch.Generator) -> None:
     opt = make_optimizer(model.parameters(), config)
     steps, epoch = 0, 0
@@ -116,7 +119,7 @@ def _fine_tune(model: Transformer, seqs: torch.Tensor, config: PersonalizationCo
     while (steps < config.steps) if config.steps is not None else (epoch < epochs):
         for batch in iter_batches(seqs, config.batch_size, generator):
             opt.zero_grad(set_to_none=True)
-            model.loss(batch).backward()
+            lm_loss(model, batch).backward()
             if config.grad_clip_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
             opt.step()

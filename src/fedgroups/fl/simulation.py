@@ -25,25 +25,17 @@ from fedgroups.fl import datasets
 from fedgroups.fl.backends import BackendName, make_backend
 from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fedgroups.fl.client_data import ClientData, pack_client
-from fedgroups.fl.config import EvalDatasetConfig, ModelConfig, TrainConfig, to_dict
+from fedgroups.fl.config import EvalDatasetConfig, TrainConfig, to_dict
 from fedgroups.fl.errors import NonFiniteLossError, RunDirError
 from fedgroups.fl.federation import Federation
 from fedgroups.fl.metrics import MetricsLog
-from fedgroups.fl.model import PRESETS, ModelArgs, build_model, num_parameters
+from fedgroups.fl.model import num_parameters
+from fedgroups.fl.model_factory import ModelFactory, make_model
+from fedgroups.fl.model_factory import model_args as model_args  # re-exported
 from fedgroups.fl.personalization import evaluate, personalize
 from fedgroups.fl.plots import plot_losses, plot_personalization
 from fedgroups.fl.strategy import Strategy
 from fedgroups.fl.tokenizer import EOS, load_tokenizer, prepare_tokenizer
-
-
-def model_args(config: ModelConfig, vocab_size: int) -> ModelArgs:
-    d, layers, heads = PRESETS[config.preset]
-    d = config.d_model or d
-    return ModelArgs(
-        vocab_size=vocab_size, seq_len=config.seq_len, d_model=d,
-        n_layers=config.n_layers or layers, n_heads=config.n_heads or heads,
-        d_ff=config.d_ff or 4 * d,
-    )
 
 
 @dataclass(frozen=True)
@@ -55,11 +47,13 @@ class RunResult:
 
 
 def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: bool = False,
-        echo: Any = print, strategy: Strategy | None = None) -> RunResult:
+        echo: Any = print, strategy: Strategy | None = None,
+        model_factory: ModelFactory | None = None) -> RunResult:
     """Train per ``config``; with ``resume``, continue from the run's latest checkpoint.
 
     ``strategy`` replaces the one the config's ``algorithm`` / ``strategy`` sections
-    describe (pass the same one again when resuming).
+    describe, ``model_factory`` the config's ``model.factory`` (pass the same ones again
+    when resuming).
     """
     run_cfg = config.run
     if run_cfg.threads is not None:
@@ -93,9 +87,10 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
         tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     eos_id = tokenizer.token_to_id(EOS)
 
-    args = model_args(config.model, tokenizer.get_vocab_size())
-    model = build_model(args, config.seed).to(device)
-    eval_model = build_model(args, config.seed).to(device)
+    vocab = tokenizer.get_vocab_size()
+    model, args = make_model(config.model, vocab, config.seed, model_factory)
+    model = model.to(device)
+    eval_model = make_model(config.model, vocab, config.seed, model_factory)[0].to(device)
     fed = Federation(model=model, source=train_src, tokenizer=tokenizer, eos_id=eos_id,
                      config=config, backend=be, device=device, strategy=strategy)
     start_round = 0
@@ -137,7 +132,7 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
                                      tok_s=f"{row['tokens_per_s']:.0f}")
         if last or (r + 1) % run_cfg.checkpoint_every == 0:
             if main:
-                state = {"round": r + 1, "model_args": to_dict(args),
+                state = {"round": r + 1, "model_args": args,
                          "config": to_dict(config), **fed.state_dict()}
                 last_good = save_checkpoint(run_dir, state, run_cfg.keep_checkpoints)
                 log.write_csv()
