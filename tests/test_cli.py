@@ -22,7 +22,9 @@ def test_build_info_verify_head(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "build finished" in text and "groups" in text and "60" in text
     assert main(["info", out]) == 0
-    assert "site0.org" not in capsys.readouterr().out  # info shows totals, not data
+    text = capsys.readouterr().out
+    assert "site0.org" not in text  # info shows totals, not data
+    assert ".fedgroups/README.md" in text and "dataset card" in text
     assert main(["info", out, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["groups"] == 4
     assert main(["verify", out]) == 0

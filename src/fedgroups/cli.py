@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fedgroups.errors import FedGroupsError
+from fedgroups.format.layout import CARD_FILE
 from fedgroups.keys.registry import KEYSPEC_HELP
 from fedgroups.terminal import human_bytes
 
@@ -57,7 +58,10 @@ def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
                   f"engine {b.get('engine')}, {b.get('workers', '?')} workers, "
                   f"{b.get('seconds', '?')} s"),
         ("format", f"{manifest['format']} v{manifest['format_version']}"),
-    ]
+    ] + ([("dataset card", f"{CARD_FILE} (copy it to README.md to publish on the Hub)"),
+          ("other readers", "point pyarrow, pandas, DuckDB, Spark or datasets at this folder; "
+                            "Polars at its *.parquet")]
+         if manifest["format_version"] >= 2 else [])
 
 
 def _add_build(sub: Any) -> None:
