@@ -27,13 +27,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from fedgroups.fl.algorithms import ClientUpdate, Params, load_params
+from fedgroups.fl.algorithms import ClientUpdate, Params, Server, load_params, make_optimizer
 from fedgroups.fl.client_data import pack_client
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.federation import NonFiniteLossError, client_seed, cohort_keys
@@ -72,6 +72,20 @@ class Shared:
     device: torch.device | str = "cpu"
     on_attention: Any = None  # called with each AttentionRecord, or None
     root_round: int = 0  # set by the runner: attention records name it
+    level_backbones: dict[int, dict[str, torch.nn.Parameter]] = field(default_factory=dict)
+
+    def level_backbone(self, level: int, init: Params) -> dict[str, torch.nn.Parameter]:
+        """One set of backbone tensors per tree level, shared by that level's servers.
+
+        Below the root a node's backbone is scratch: it is overwritten with the parent's
+        at the start of every participation, and nodes of one level never run at the same
+        time (depth first).  Sharing it makes memory grow with the key layers per node,
+        not with the model.
+        """
+        if level not in self.level_backbones:
+            self.level_backbones[level] = {
+                n: torch.nn.Parameter(init[n].detach().clone()) for n in self.backbone}
+        return self.level_backbones[level]
 
 
 class FedNode:
@@ -89,9 +103,15 @@ class FedNode:
         self.names = shared.backbone + shared.key_names if self.is_leaf else shared.backbone
         self.server = (strategy.server({n: init[n] for n in self.names}, settings.server)
                        if self.names else None)
+        # Only the default Server is known to keep its tensors in ``params``.
+        self.shares_backbone = (not is_root and type(self.server) is Server
+                                and bool(shared.backbone))
+        if self.shares_backbone:
+            self.server.params.update(shared.level_backbone(level, init))
+            self.server.optimizer = make_optimizer(self.server.params.values(), settings.server)
         # A federation of federations keeps its own K; a leaf's K lives in its server.
-        self.keys: Params = ({} if self.is_leaf else
-                             {n: init[n].detach().clone() for n in shared.key_names})
+        self.keys: Params = ({n: init[n].detach().clone() for n in shared.key_names}
+                             if self.mixes_keys() else {})
         self.total_rounds = total_rounds  # this node's rounds in the whole run (schedules)
         self.rounds_done = 0
         self.pool: list[residual.Residual] = []  # residual keys given by the parent
@@ -274,8 +294,12 @@ class FedNode:
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        server = self.server.state_dict() if self.server is not None else None
+        if self.shares_backbone:  # scratch, overwritten before use: not saved
+            server = {**server, "params": {n: t for n, t in server["params"].items()
+                                           if n not in self.shared.backbone}}
         return {
-            "server": self.server.state_dict() if self.server is not None else None,
+            "server": server,
             "keys": self.keys,
             "rounds_done": self.rounds_done,
             "strategy": self.strategy.state_dict(),
@@ -286,7 +310,9 @@ class FedNode:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.server is not None:
-            self.server.load_state_dict(state["server"])
+            saved = state["server"]
+            self.server.load_state_dict(
+                {**saved, "params": {**self.server.snapshot(), **saved["params"]}})
         self.keys = {n: t.clone() for n, t in state["keys"].items()}
         self.rounds_done = int(state["rounds_done"])
         self.strategy.load_state_dict(state["strategy"])
