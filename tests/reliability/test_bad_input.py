@@ -92,3 +92,13 @@ def test_csv_keys_that_look_like_numbers_stay_apart(tmp_path, capsys):
     ds = fg.open(tmp_path / "out")
     assert sorted(ds.keys()) == ["0007", "007", "7"]
     assert [ex["text"] for ex in ds.group("7")] == ["b", "d"]
+
+
+def test_train_output_dir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("precious")
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tiny.yaml")
+    code = main(["train", config, "--set", f"output_dir={tmp_path / 'a-file'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "is a file, not a directory" in err
+    assert (tmp_path / "a-file").read_text() == "precious"

@@ -70,6 +70,10 @@ def run_train(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"fedgroups train: config error: {e}", file=sys.stderr)
         return 2
+    if Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
+        print(f"fedgroups train: error: output_dir {config.output_dir} is a file, not a "
+              "directory; choose another output_dir", file=sys.stderr)
+        return 2
     if getattr(args, "overwrite", False) and not args.resume:
         old = Path(config.output_dir)
         if old.exists():
