@@ -50,7 +50,7 @@ class Scale:
     extra: tuple[str, ...] = ()  # more --set overrides
 
 
-FULL = Scale(name="full", rounds=120, tune_rounds=60, seeds=(0, 1, 2),
+FULL = Scale(name="full", rounds=60, tune_rounds=60, seeds=(0, 1, 2),
              client_lrs=(0.25, 1.0), server_lrs=(1e-3, 3e-3, 1e-2),
              fedsgd_server_lrs=(3e-3, 1e-2, 3e-2), distributions=None, eval_every=20)
 SMOKE = Scale(name="smoke", rounds=3, tune_rounds=1, seeds=(0, 1), client_lrs=(0.3,),
@@ -169,20 +169,60 @@ class Run:
     overrides: tuple[str, ...]
 
 
-def train(ctx: Context, run: Run) -> Path:
-    """Run (or reuse) one ``fedgroups train``; return its run directory."""
+def train(ctx: Context, run: Run, *, wait: bool = True) -> Path | None:
+    """Run (or reuse) one ``fedgroups train``; return its run directory.
+
+    A lock file lets two scripts share a run directory: a run another live process is
+    training is waited for (or, with ``wait=False``, skipped: None)."""
     out = ctx.runs / run.name
     settings = [*ctx.base(), *run.overrides, f"output_dir={out}"]
     done = out / "done.json"
-    if done.exists() and json.loads(done.read_text()).get("settings") == settings:
-        return out
-    t0, c0 = time.perf_counter(), _cpu()
-    fedgroups(ctx, _train_argv(settings), ctx.runs / "logs" / f"{run.name}.log",
-              subprocess_=ctx.jobs > 1)
-    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
-    done.write_text(json.dumps({"settings": settings, "seconds": seconds, "cpu_seconds": cpu}))
+    lock = ctx.runs / "locks" / (run.name.replace("/", "--") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        if done.exists() and json.loads(done.read_text()).get("settings") == settings:
+            return out
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not _alive(lock):
+                lock.unlink(missing_ok=True)
+            elif not wait:
+                return None
+            else:
+                time.sleep(5)
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        break
+    try:
+        t0, c0 = time.perf_counter(), _cpu()
+        fedgroups(ctx, _train_argv(settings), ctx.runs / "logs" / f"{run.name}.log",
+                  subprocess_=ctx.jobs > 1)
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+        done.write_text(json.dumps({"settings": settings, "seconds": seconds,
+                                    "cpu_seconds": cpu}))
+    finally:
+        lock.unlink(missing_ok=True)
     ctx.log(f"  {run.name}: {seconds:.0f} s")
     return out
+
+
+def _alive(lock: Path) -> bool:
+    """Whether the process that wrote ``lock`` still runs."""
+    try:
+        pid = int(lock.read_text() or "0")
+    except (OSError, ValueError):
+        return True  # being written right now
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _train_argv(settings: Sequence[str]) -> list[str]:
@@ -199,8 +239,14 @@ def _cpu() -> float:
 
 
 def train_all(ctx: Context, runs: Sequence[Run]) -> list[Path]:
+    """Every run, ``ctx.jobs`` at a time; runs another script is training are left to the
+    end and then waited for."""
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
-        return list(pool.map(lambda r: train(ctx, r), runs))
+        first = list(pool.map(lambda r: train(ctx, r, wait=False), runs))
+        rest = list(pool.map(lambda r: train(ctx, r), [r for r, d in zip(runs, first)
+                                                         if d is None]))
+    it = iter(rest)
+    return [d if d is not None else next(it) for d in first]  # type: ignore[misc]
 
 
 def ensure_tokenizer(ctx: Context) -> None:

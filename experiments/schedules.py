@@ -69,26 +69,38 @@ def _plot(ctx: Context, dirs: dict[tuple[str, str, int], Path]) -> None:
     import numpy as np
 
     colors = dict(zip(SCHEDULES, ("tab:blue", "tab:green", "tab:red")))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    lo, hi = np.inf, -np.inf
-    for ax, alg in zip(axes, ALGORITHMS):
+    seeds = ctx.scale.seeds
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for col, alg in enumerate(ALGORITHMS):
         for sched in SCHEDULES:
-            cs = [curves(dirs[(alg, sched, s)]) for s in ctx.scale.seeds]
+            runs = [dirs[(alg, sched, s)] for s in seeds]
+            cs = [curves(d) for d in runs]
             x, y = cs[0][0], np.array([c[1] for c in cs])
-            ax.plot(x, y.mean(0), color=colors[sched], label=sched)
+            ax = axes[0, col]
+            ax.plot(x, y.mean(0), "o-", color=colors[sched], label=sched)
             ax.fill_between(x, y.min(0), y.max(0), color=colors[sched], alpha=0.2)
-            lo, hi = min(lo, y.min()), max(hi, y[:, len(x) // 4:].max())
-        ax.set(xlabel="round", ylabel="held-out loss (token-weighted)",
-               title=f"{NAME[alg]}: mean, min–max over {len(ctx.scale.seeds)} seeds")
-        ax.legend()
-    for ax in axes[:2]:
-        ax.set_ylim(lo - 0.05, hi + 0.05)  # same scale; the first rounds are cut off
+            # training loss of the cohort, every round (moving average over 5 rounds)
+            t = np.array([[r["train_loss"] for r in common.metrics(d)] for d in runs])
+            k = min(5, t.shape[1])
+            smooth = np.array([np.convolve(row, np.ones(k) / k, mode="valid") for row in t])
+            xs = np.arange(k, t.shape[1] + 1)
+            ax = axes[1, col]
+            ax.plot(xs, smooth.mean(0), color=colors[sched], label=sched)
+            ax.fill_between(xs, smooth.min(0), smooth.max(0), color=colors[sched], alpha=0.2)
+        axes[0, col].set(xlabel="round", ylabel="held-out loss (token-weighted)",
+                         title=f"{NAME[alg]}: held-out clients, mean and min–max "
+                         f"over {len(seeds)} seeds")
+        axes[1, col].set(xlabel="round", ylabel="cohort training loss (5-round mean)",
+                         title=f"{NAME[alg]}: training loss")
+        axes[0, col].legend()
+        axes[1, col].legend()
     for sched in SCHEDULES:
-        lrs = [r["server_lr"] for r in common.metrics(dirs[("fedsgd", sched, ctx.scale.seeds[0])])]
-        axes[2].plot(range(1, len(lrs) + 1), [v / max(lrs) for v in lrs], color=colors[sched],
-                     label=sched)
-    axes[2].set(xlabel="round", ylabel="server lr / peak lr", title="server schedules")
-    axes[2].legend()
+        lrs = [r["server_lr"] for r in common.metrics(dirs[("fedsgd", sched, seeds[0])])]
+        axes[0, 2].plot(range(1, len(lrs) + 1), [v / max(lrs) for v in lrs],
+                        color=colors[sched], label=sched)
+    axes[0, 2].set(xlabel="round", ylabel="server lr / peak lr", title="server schedules")
+    axes[0, 2].legend()
+    axes[1, 2].axis("off")
     fig.tight_layout()
     ctx.results.mkdir(parents=True, exist_ok=True)
     fig.savefig(ctx.results / "schedules.png", dpi=110)
@@ -105,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     common.ensure_tokenizer(ctx)
     tuned = common.tune(ctx)
     ctx.log(f"chosen: {tuned}")
-    keys = [(alg, sched, seed) for sched in SCHEDULES for alg in ALGORITHMS
-            for seed in ctx.scale.seeds]
+    # The constant-schedule runs last: meta_learning.py trains the same ones.
+    keys = [(alg, sched, seed) for sched in (*SCHEDULES[1:], SCHEDULES[0])
+            for alg in ALGORITHMS for seed in ctx.scale.seeds]
     runs = [common.final_run(ctx, alg, tuned[alg], seed, sched) for alg, sched, seed in keys]
     ctx.log(f"training: {len(runs)} runs of {ctx.scale.rounds} rounds (cached ones reused)")
     dirs = dict(zip(keys, common.train_all(ctx, runs)))
