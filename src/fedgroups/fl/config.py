@@ -102,7 +102,8 @@ class PersonalizationConfig(OptimizerConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class TokenizerConfig:
-    path: str | None = None  # a tokenizer.json to load; None = train a byte-level BPE
+    path: str | None = None  # a tokenizer.json or tokenizer folder; None = train a BPE
+    eos_token: str | None = None  # None: the folder's declared one, else <|endoftext|>
     vocab_size: int = 1024
     min_frequency: int = 2
     sample_groups: int = 64  # groups sampled (seeded) from the training dataset

@@ -3,7 +3,7 @@
 Run directory layout::
 
     config.yaml            resolved config (every setting, defaults included)
-    tokenizer.json         the run's tokenizer
+    tokenizer.json         the run's tokenizer (with tokenizer_config.json: its eos_token)
     metrics.jsonl / .csv   one row per round (eval and personalization columns when run)
     personalization.jsonl  per eval client: pre and post loss, per personalized round
     checkpoints/round_NNNNNN.pt
@@ -35,7 +35,7 @@ from fedgroups.fl.model_factory import model_args as model_args  # re-exported
 from fedgroups.fl.personalization import evaluate, personalize
 from fedgroups.fl.plots import plot_losses, plot_personalization
 from fedgroups.fl.strategy import Strategy
-from fedgroups.fl.tokenizer import EOS, load_tokenizer, prepare_tokenizer
+from fedgroups.fl.tokenizer import load_tokenizer, prepare_tokenizer, run_eos_id
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
         _write_config(config, run_dir / "config.yaml")
     be.barrier()
     if not main:
-        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-    eos_id = tokenizer.token_to_id(EOS)
+        tokenizer = load_tokenizer(run_dir)
+    eos_id = run_eos_id(run_dir, tokenizer)
 
     vocab = tokenizer.get_vocab_size()
     model, args = make_model(config.model, vocab, config.seed, model_factory)

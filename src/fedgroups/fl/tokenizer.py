@@ -1,7 +1,13 @@
-"""Tokenizers: train a byte-level BPE on a seeded sample of groups, or load a tokenizer.json."""
+"""Tokenizers: train a byte-level BPE on a seeded sample of groups, or load one.
+
+``tokenizer.path`` names a ``tokenizer.json`` or a folder (``save_pretrained`` style);
+``tokenizer.eos_token`` the token appended to every example (default: the folder's
+declared ``eos_token``, else ``<|endoftext|>``).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -35,15 +41,15 @@ def sample_texts(
 
 
 def train_bpe(texts: Sequence[str] | Iterator[str], *, vocab_size: int,
-              min_frequency: int = 2) -> Tokenizer:
-    """A byte-level BPE (GPT-2 style) with ``EOS`` as its only special token (id 0)."""
+              min_frequency: int = 2, eos_token: str = EOS) -> Tokenizer:
+    """A byte-level BPE (GPT-2 style) with ``eos_token`` as its only special token (id 0)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=[EOS],
+        special_tokens=[eos_token],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -51,36 +57,127 @@ def train_bpe(texts: Sequence[str] | Iterator[str], *, vocab_size: int,
     return tok
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    path = Path(path)
-    if not path.is_file():
-        raise TokenizerError(f"tokenizer.path: no tokenizer file at {path}")
-    tok = Tokenizer.from_file(str(path))
-    if tok.token_to_id(EOS) is None:
+def _declared_eos(folder: Path) -> str | None:
+    """The ``eos_token`` a ``save_pretrained`` folder declares, if any."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        f = folder / name
+        if not f.is_file():
+            continue
+        try:
+            eos = json.loads(f.read_text()).get("eos_token")
+        except (OSError, ValueError, AttributeError) as e:
+            raise TokenizerError(f"tokenizer.path: cannot read {f}: {e}") from None
+        if isinstance(eos, dict):  # {"content": "</s>", ...}
+            eos = eos.get("content")
+        if isinstance(eos, str) and eos:
+            return eos
+    return None
+
+
+def _from_transformers(folder: Path) -> tuple[Tokenizer, str | None]:
+    """A folder without tokenizer.json (e.g. vocab.json + merges.txt) via ``AutoTokenizer``."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
         raise TokenizerError(
-            f"tokenizer {path} has no {EOS!r} token; add it as a special token "
-            "(it marks the end of each example)"
+            f"tokenizer.path: {folder} has no tokenizer.json; install transformers "
+            "(pip install 'fedgroups[hf-models]') to load other tokenizer folders, or save "
+            "the tokenizer with a fast (tokenizers) backend"
+        ) from None
+    try:
+        hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise TokenizerError(f"tokenizer.path: {folder} is not a tokenizer folder: {e}") from None
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:
+        raise TokenizerError(
+            f"tokenizer.path: {folder} loads as {type(hf).__name__}, which has no fast "
+            "(tokenizers) backend; convert it (save it from a *TokenizerFast) first"
         )
-    return tok
+    return backend, hf.eos_token
+
+
+def open_tokenizer(path: str | Path, eos_token: str | None = None) -> tuple[Tokenizer, str]:
+    """(tokenizer, its end-of-text token) from a ``tokenizer.json`` file or a folder.
+
+    A folder is a ``save_pretrained`` / ``AutoTokenizer`` directory: its ``tokenizer.json``
+    when there is one (read with ``tokenizers``), else whatever ``transformers``'
+    ``AutoTokenizer`` makes of it.  The end-of-text token is ``eos_token`` when given, else
+    the folder's declared ``eos_token``, else ``<|endoftext|>``; it must be in the vocabulary.
+    """
+    path = Path(path)
+    declared = None
+    if path.is_dir():
+        declared = _declared_eos(path)
+        if (path / "tokenizer.json").is_file():
+            tok = _from_file(path / "tokenizer.json")
+        else:
+            tok, hf_eos = _from_transformers(path)
+            declared = declared or hf_eos
+    elif path.is_file():
+        tok = _from_file(path)
+    else:
+        raise TokenizerError(f"tokenizer.path: no tokenizer file or folder at {path}")
+    eos = eos_token or declared or EOS
+    if tok.token_to_id(eos) is None:
+        specials = sorted(t.content for t in tok.get_added_tokens_decoder().values())
+        raise TokenizerError(
+            f"tokenizer {path} has no end-of-text token {eos!r} (it marks the end of each "
+            f"example); its special tokens are {specials[:12]}: set tokenizer.eos_token to "
+            "one of them, or add the token to the tokenizer"
+        )
+    return tok, eos
+
+
+def _from_file(path: Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for bad JSON
+        raise TokenizerError(f"tokenizer.path: cannot read {path} as a tokenizer.json: {e}"
+                             ) from None
+
+
+def load_tokenizer(path: str | Path, eos_token: str | None = None) -> Tokenizer:
+    """The tokenizer of :func:`open_tokenizer` (a run directory counts as a folder)."""
+    return open_tokenizer(path, eos_token)[0]
+
+
+def run_eos_id(run_dir: Path, tokenizer: Tokenizer) -> int:
+    """Id of the end-of-text token recorded in ``run_dir`` by :func:`prepare_tokenizer`."""
+    eos = _declared_eos(run_dir) or EOS
+    eos_id = tokenizer.token_to_id(eos)
+    if eos_id is None:
+        raise TokenizerError(f"{run_dir}: the run's tokenizer has no token {eos!r}")
+    return eos_id
 
 
 def prepare_tokenizer(
     config: TokenizerConfig, source: GroupSource, text_column: str, run_dir: Path, seed: int
 ) -> Tokenizer:
-    """The run's tokenizer, saved as ``run_dir/tokenizer.json`` (reused when it exists)."""
+    """The run's tokenizer, saved in ``run_dir`` (reused when it exists) as a folder.
+
+    ``run_dir/tokenizer.json`` plus ``run_dir/tokenizer_config.json`` naming the
+    end-of-text token, so the run directory is itself a tokenizer folder.
+    """
     saved = run_dir / "tokenizer.json"
     if saved.is_file():
-        return load_tokenizer(saved)
+        return load_tokenizer(run_dir)
     if config.path is not None:
-        tok = load_tokenizer(config.path)
+        tok, eos = open_tokenizer(config.path, config.eos_token)
     else:
+        eos = config.eos_token or EOS
         texts = sample_texts(
             source, text_column, groups=config.sample_groups,
             examples=config.sample_examples, seed=seed,
         )
-        tok = train_bpe(texts, vocab_size=config.vocab_size, min_frequency=config.min_frequency)
+        tok = train_bpe(texts, vocab_size=config.vocab_size, min_frequency=config.min_frequency,
+                        eos_token=eos)
     run_dir.mkdir(parents=True, exist_ok=True)
+    meta = run_dir / "tokenizer_config.json"
+    tmp = meta.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"eos_token": eos}) + "\n")
+    tmp.replace(meta)
     tmp = saved.with_suffix(".tmp")
     tok.save(str(tmp))
-    tmp.replace(saved)
+    tmp.replace(saved)  # last: its presence means the folder is complete
     return tok
