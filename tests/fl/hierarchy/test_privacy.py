@@ -34,11 +34,11 @@ def test_the_federation_adds_that_noise_to_its_mean_update(
         {"name": "all", "keys": ["*"],
          "privacy": {"clip_norm": 2.0, "noise_multiplier": 0.7}}]}
     result = run(parse_config(cfg), echo=lambda m: None)
-    from fedgroups.fl.model import build_model
-    from fedgroups.fl.simulation import model_args
+    from fedgroups.fl.model_factory import make_model
 
-    args = model_args(parse_config(cfg).model, result.root.shared.tokenizer.get_vocab_size())
-    init = {n: p.detach() for n, p in build_model(args, 0).named_parameters()}
+    vocab = result.root.shared.tokenizer.get_vocab_size()
+    init = {n: p.detach() for n, p in
+            make_model(parse_config(cfg).model, vocab, 0)[0].named_parameters()}
     step = torch.cat([(p - init[n]).reshape(-1).double()
                       for n, p in result.root.server.snapshot().items()])
     assert float(step.std()) * 4 == pytest.approx(0.7 * 2.0, rel=0.03)  # 4 clients

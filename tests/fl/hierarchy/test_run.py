@@ -120,3 +120,23 @@ def test_an_explicit_tree_over_two_datasets(world_data: str, tmp_path: Path,
     rows = {m.node: m for m in records.read_metrics(tmp_path / "run")}
     assert rows["w/far/nl"].clients == 1 and rows["w"].clients == 2 + 1 + 1
     assert {e.federation for e in result.evals} == {"w/rom/es", "w/rom/it", "w/far/nl", "*"}
+
+
+def test_a_transformers_gpt2_with_its_last_block_as_key_layers(
+        world_data: str, tmp_path: Path, world_config_factory: Any) -> None:
+    transformers = pytest.importorskip("transformers")
+
+    def tiny_gpt2(*, vocab_size: int, seq_len: int) -> Any:
+        return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=vocab_size, n_positions=seq_len, n_embd=32, n_layer=2, n_head=2,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+
+    cfg = world_config_factory(world_data, tmp_path / "run", rounds=1,
+                               **{"personalization.enabled": False})
+    result = run(parse_config(cfg), echo=lambda m: None, model_factory=tiny_gpt2)
+    model = tiny_gpt2(vocab_size=300, seq_len=16)
+    block = sum(p.numel() for n, p in model.named_parameters() if n.startswith("transformer.h.1."))
+    assert result.summary.key_parameters == block
+    assert {a.node for a in records.read_attention(tmp_path / "run")} == {
+        "world", "world/germanic", "world/romance"}
+    assert result.summary.eval_loss is not None

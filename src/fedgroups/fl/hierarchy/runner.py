@@ -21,7 +21,7 @@ import yaml
 from fedgroups.fl.algorithms import Params, load_params
 from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fedgroups.fl.client_data import ClientData, pack_client
-from fedgroups.fl.config import TrainConfig, to_dict
+from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import NonFiniteLossError
 from fedgroups.fl.hierarchy import records as rec
@@ -42,10 +42,11 @@ from fedgroups.fl.hierarchy.config import (
 )
 from fedgroups.fl.hierarchy.node import FedNode, Shared
 from fedgroups.fl.metrics import MetricsLog
-from fedgroups.fl.model import build_model, num_parameters
+from fedgroups.fl.model import num_parameters
+from fedgroups.fl.model_factory import ModelFactory, make_model
 from fedgroups.fl.personalization import evaluate, percentiles, personalize
 from fedgroups.fl.plots import plot_losses
-from fedgroups.fl.simulation import RunDirError, model_args
+from fedgroups.fl.simulation import RunDirError
 from fedgroups.fl.tokenizer import EOS, prepare_tokenizer
 
 
@@ -63,8 +64,13 @@ class HierarchyResult:
 
 
 def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
-        hierarchy: HierarchyConfig | None = None) -> HierarchyResult:
-    """Train the tree ``config.hierarchy`` describes; ``resume`` continues the run dir."""
+        hierarchy: HierarchyConfig | None = None,
+        model_factory: ModelFactory | None = None) -> HierarchyResult:
+    """Train the tree ``config.hierarchy`` describes; ``resume`` continues the run dir.
+
+    ``hierarchy`` replaces the parsed ``config.hierarchy``; ``model_factory`` the config's
+    ``model.factory`` (as in ``fl.simulation.run``; pass it again when resuming).
+    """
     hier = hierarchy if hierarchy is not None else parse_hierarchy(config.hierarchy or {})
     if config.run.threads is not None:
         torch.set_num_threads(config.run.threads)
@@ -91,10 +97,11 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     eos_id = tokenizer.token_to_id(EOS)
     _write_yaml(run_dir / "config.yaml", resolved_config_dict(config, hier))
 
-    args = model_args(config.model, tokenizer.get_vocab_size())
-    model = build_model(args, config.seed).to(device)
-    eval_model = build_model(args, config.seed).to(device)
-    scratch = build_model(args, config.seed).to(device)
+    vocab = tokenizer.get_vocab_size()
+    model, args = make_model(config.model, vocab, config.seed, model_factory)
+    model = model.to(device)
+    eval_model, scratch = (make_model(config.model, vocab, config.seed, model_factory)[0]
+                           .to(device) for _ in range(2))
     names = [n for n, _ in model.named_parameters()]
     keys = key_names(names, hier)
     attention_buffer: list[rec.AttentionRecord] = []
@@ -157,7 +164,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
         summary = _summary(hier.method, r + 1, root, totals, evals, nodes, model, keys)
         rec.write_json(run_dir / rec.SUMMARY_FILE, rec.to_json(summary))
         if last or (r + 1) % config.run.checkpoint_every == 0:
-            state = {"round": r + 1, "model_args": to_dict(args),
+            state = {"round": r + 1, "model_args": args,
                      "config": resolved_config_dict(config, hier),
                      "hierarchy": {"nodes": {p: n.state_dict() for p, n in nodes.items()},
                                    "totals": totals}}
