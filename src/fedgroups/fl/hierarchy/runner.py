@@ -200,7 +200,7 @@ def _node_row(node: FedNode, r: int, method: str, seconds: float | None
         server_lr=node.last_lr, dp_epsilon=eps,
         dp_delta=node.settings.privacy.delta if node.settings.privacy else None,
         seconds=secs, tokens_per_s=w["tokens"] / secs if secs > 0 else 0.0,
-        extra=dict(node.processor_metrics) if node.dp is not None else {},
+        extra=dict(node.processor_metrics),  # e.g. dp/fraction_clipped, dp/noise_std
     )
 
 
