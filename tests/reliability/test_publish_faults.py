@@ -143,3 +143,15 @@ def test_overwrite_through_both_paths_leaves_nothing(tmp_path):
         assert r.returncode == 0, r.stderr
         _sound(out, "new")
         assert leftovers(out) == []
+
+
+def test_a_leftover_from_another_machine_is_left_until_stale(tmp_path):
+    out, _ = _old(tmp_path)
+    other = tmp_path / ".out.fedgroups-staging-1-0badc0de-12345678"  # PID 1 of another host
+    other.mkdir()
+    (other / "part.parquet").write_bytes(b"being written elsewhere")
+    assert recover(out) == [] and other.exists()  # its PID means nothing here
+    day_ago = os.path.getmtime(other) - 2 * 24 * 3600
+    for p in (other / "part.parquet", other):
+        os.utime(p, (day_ago, day_ago))
+    assert any("removed" in d for d in recover(out)) and not other.exists()

@@ -7,8 +7,8 @@ deleted, manifest first, so a half-deleted folder is never mistaken for a datase
 the kernel or file system cannot exchange, two renames are used and :func:`recover`
 puts the old dataset back if a crash fell between them.
 
-Every folder a build leaves beside OUT is named ``.NAME.fedgroups-staging-PID-ID`` (a
-build in progress, or after the exchange the old dataset) or ``.NAME.fedgroups-old-PID-ID``
+Every folder a build leaves beside OUT is named ``.NAME.fedgroups-staging-PID-HOST-ID`` (a
+build in progress, or after the exchange the old dataset) or ``.NAME.fedgroups-old-PID-HOST-ID``
 (the old dataset moved aside by the two-rename path). :func:`recover` — run by every build
 before it starts — deals with those of dead processes for every NAME in the folder: it
 restores a complete one to a missing NAME, and deletes the rest only when NAME holds a
@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import shutil
+import socket
 import sys
+import time
 import uuid
 
 import psutil
@@ -35,6 +38,7 @@ from fedgroups.format.layout import is_dataset, manifest_path
 
 _STAGING = ".fedgroups-staging-"
 _OLD = ".fedgroups-old-"
+OTHER_HOST_STALE_SECONDS = 24 * 3600
 FAULT_ENV = "FEDGROUPS_TEST_FAULT"
 FAULT_EXIT = 77
 # Every point where a test may kill a build or a recovery, in the order they are reached.
@@ -109,9 +113,9 @@ def _check_replaceable(out: str, overwrite: bool) -> None:
             "replace it even with --overwrite; remove it yourself if that is intended")
 
 
-def _leftovers(parent: str) -> dict[str, list[tuple[str, int | None]]]:
-    """Folders builds left in ``parent``: NAME -> [(folder, owner pid)]."""
-    found: dict[str, list[tuple[str, int | None]]] = {}
+def _leftovers(parent: str) -> dict[str, list[tuple[str, str]]]:
+    """Folders builds left in ``parent``: NAME -> [(folder, owner "PID-HOST")]."""
+    found: dict[str, list[tuple[str, str]]] = {}
     try:
         entries = os.listdir(parent)
     except OSError:
@@ -120,14 +124,24 @@ def _leftovers(parent: str) -> dict[str, list[tuple[str, int | None]]]:
         for tag in (_STAGING, _OLD):
             at = entry.find(tag)
             if entry.startswith(".") and at > 1:
-                pid_text = entry[at + len(tag):].split("-")[0]
-                pid = int(pid_text) if pid_text.isdigit() else None
-                found.setdefault(entry[1:at], []).append((entry, pid))
+                found.setdefault(entry[1:at], []).append((entry, entry[at + len(tag):]))
                 break
     return found
 
 
-def _alive(pid: int | None) -> bool:
+def _host() -> str:
+    """This machine, as 8 hex digits in the names of the folders its builds make."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _owner_alive(owner: str, path: str) -> bool:
+    """May the build that made ``path`` still run? ``owner`` is "PID-HOST-ID" (or the
+    older "PID-ID"). A PID says nothing about another machine's processes (a shared
+    folder): a folder from elsewhere counts as abandoned only once untouched for a day."""
+    parts = owner.split("-")
+    pid = int(parts[0]) if parts[0].isdigit() else None
+    if len(parts) >= 3 and parts[1] != _host():
+        return time.time() - _newest_mtime(path) < OTHER_HOST_STALE_SECONDS
     return pid is not None and pid != os.getpid() and psutil.pid_exists(pid)
 
 
@@ -137,7 +151,7 @@ def recover(out: str) -> list[str]:
     parent, _ = _parent_and_name(out)
     done: list[str] = []
     for name, entries in _leftovers(parent).items():
-        dead = [e for e, pid in entries if not _alive(pid)]
+        dead = [e for e, owner in entries if not _owner_alive(owner, os.path.join(parent, e))]
         if not dead:
             continue
         target = os.path.join(parent, name)
@@ -177,7 +191,8 @@ def make_staging(out: str) -> str:
     parent, name = _parent_and_name(out)
     try:
         os.makedirs(parent, exist_ok=True)
-        path = os.path.join(parent, f".{name}{_STAGING}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        path = os.path.join(parent, f".{name}{_STAGING}{os.getpid()}-{_host()}-"
+                                    f"{uuid.uuid4().hex[:8]}")
         os.makedirs(path)
     except OSError as e:
         raise SettingError(
@@ -284,6 +299,13 @@ def _tree_bytes(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+def _newest_mtime(path: str) -> float:
+    newest = _mtime(path)
+    for d, _, files in os.walk(path):
+        newest = max([newest, _mtime(d), *(_mtime(os.path.join(d, f)) for f in files)])
+    return newest
 
 
 def _mtime(path: str) -> float:
