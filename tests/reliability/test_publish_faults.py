@@ -155,3 +155,31 @@ def test_a_leftover_from_another_machine_is_left_until_stale(tmp_path):
     for p in (other / "part.parquet", other):
         os.utime(p, (day_ago, day_ago))
     assert any("removed" in d for d in recover(out)) and not other.exists()
+
+
+@pytest.mark.slow
+def test_random_kill_9_during_overwrites(tmp_path):
+    """SIGKILL at random moments of an --overwrite build (seeded): OUT always holds the old
+    or the new dataset, complete, and the next recovery leaves nothing beside it."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, _ = _old(tmp_path)
+    new = write_jsonl(str(tmp_path / "new.jsonl"), rows("new", 20_000))
+    code = ("import sys, fedgroups as fg; fg.build(sys.argv[1], 'field:user', sys.argv[2], "
+            "overwrite=True, workers=2, num_partitions=4, progress=False)")
+    rng = random.Random(14)
+    seen = set()
+    for _ in range(6):
+        p = subprocess.Popen([sys.executable, "-c", code, new, out], stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.5, 4.0))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        recover(out)
+        assert is_complete(out) and verify(out) == []
+        seen.add(frozenset(tags(out)))
+        assert seen <= {frozenset({"old"}), frozenset({"new"})}
+        assert leftovers(out) == []
