@@ -10,6 +10,7 @@ from beam_helpers import DIRECT, assert_same_dataset, skewed_table
 
 import fedgroups as fg
 from fedgroups.errors import GroupColumnError
+from fedgroups.format.spec import INDEX_FILE
 from fedgroups.format.verify import verify
 
 
@@ -22,7 +23,7 @@ def _with_group_columns(rows: int, seed: int) -> pa.Table:
 
 
 def _index(path) -> pa.Table:
-    return pq.read_table(f"{path}/index.parquet").sort_by([("key", "ascending"),
+    return pq.read_table(f"{path}/{INDEX_FILE}").sort_by([("key", "ascending"),
                                                             ("part", "ascending")])
 
 

@@ -10,6 +10,7 @@ import pytest
 import fedgroups as fg
 from fedgroups.cli import main
 from fedgroups.errors import FedGroupsError, GroupColumnError, SettingError
+from fedgroups.format.spec import INDEX_FILE
 from fedgroups.format.verify import verify
 
 LANGS = {"en": "germanic", "de": "germanic", "fr": "romance", "es": "romance", "it": "romance"}
@@ -37,7 +38,7 @@ def test_values_recorded_per_group_and_per_part(tmp_path):
     report = _build(_rows(), tmp_path / "ds", group_columns=("family", "lang", "year"),
                     shard_size=1024, num_partitions=2)
     assert report.manifest["group_columns"] == ["family", "lang", "year"]
-    index = pq.read_table(tmp_path / "ds" / "index.parquet")
+    index = pq.read_table(tmp_path / "ds" / INDEX_FILE)
     assert max(index.column("part").to_pylist()) >= 2
     for row in index.to_pylist():  # each part row repeats its group's values
         u = int(row["key"][1:])

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 import fedgroups as fg
 from fedgroups.format.verify import verify
-from tests.engine.helpers import canonical, dataset_multiset, shard_key_counts
+from tests.engine.helpers import (
+    canonical,
+    dataset_multiset,
+    layout,
+    planned,
+    shard_key_counts,
+)
 
 # Keys that are ordinary data even though they look like paths, CSV or markup.
 AWKWARD_KEYS = st.one_of(
@@ -34,9 +40,10 @@ def test_multiset_in_equals_multiset_out(tmp_path_factory, keys, n, num_partitio
     rows = [{"user": keys[int(rng.integers(len(keys)))], "i": i,
              "text": " ".join(["w"] * int(rng.integers(0, 5)))} for i in range(n)]
     out = str(tmp_path_factory.mktemp("rt") / "ds")
-    overrides = {"sort_in_memory_bytes": 256, "spill_bytes": 512} if tiny_budget else None
-    report = fg.build(rows, "field:user", out, workers=1, num_partitions=num_partitions,
-                      shard_size=2048 if tiny_budget else "512MB", _plan_overrides=overrides)
+    overrides = {"sort_in_memory_bytes": 256, "spill_bytes": 512} if tiny_budget else {}
+    with planned(**overrides):
+        report = fg.build(rows, "field:user", out, workers=1, num_partitions=num_partitions,
+                          shard_size=2048 if tiny_budget else "512MB")
     expected = Counter((r["user"], canonical(r)) for r in rows)
     assert dataset_multiset(out) == expected
     assert shard_key_counts(out) == Counter(r["user"] for r in rows)
@@ -56,9 +63,7 @@ def test_parallel_build_is_identical_to_serial(tmp_path):
     rows = [{"user": f"u{i % 37}", "text": f"example {i}"} for i in range(5000)]
     a = fg.build(rows, "field:user", tmp_path / "a", workers=1, num_partitions=3)
     b = fg.build(rows, "field:user", tmp_path / "b", workers=2, num_partitions=3)
-    assert [s["sha256"] for s in a.manifest["shards"]] == \
-        [s["sha256"] for s in b.manifest["shards"]]
-    assert a.manifest["index"]["sha256"] == b.manifest["index"]["sha256"]
+    assert layout(a.path) == layout(b.path)
 
 
 def test_parallel_file_build_over_many_files(tmp_path):
@@ -71,8 +76,9 @@ def test_parallel_file_build_over_many_files(tmp_path):
                               for i in range(400)], "n": list(range(f * 400, f * 400 + 400))})
         paths.append(str(tmp_path / f"part-{f}.parquet"))
         pq.write_table(t, paths[-1])
-    report = fg.build(str(tmp_path / "*.parquet"), "url-host:url", tmp_path / "out", workers=2,
-                      _plan_overrides={"spill_bytes": 4096})
+    with planned(spill_bytes=4096):
+        report = fg.build(str(tmp_path / "*.parquet"), "url-host:url", tmp_path / "out",
+                          workers=2)
     ds = fg.open(tmp_path / "out")
     assert len(ds) == 13 and ds.num_examples == 2400
     assert all(k.startswith("host") and ":" not in k for k in ds.keys())  # lower-cased, no port
@@ -84,8 +90,8 @@ def test_parallel_file_build_over_many_files(tmp_path):
 def test_group_larger_than_shard_is_split_into_parts_not_truncated(tmp_path):
     rows = [{"user": "big", "text": "word " * 40 + str(i)} for i in range(3000)]
     rows += [{"user": "small", "text": "x"}]
-    report = fg.build(rows, "field:user", tmp_path / "o", workers=1, shard_size="32KB",
-                      _plan_overrides={"sort_in_memory_bytes": 20_000, "spill_bytes": 16_000})
+    with planned(sort_in_memory_bytes=20_000, spill_bytes=16_000):
+        report = fg.build(rows, "field:user", tmp_path / "o", workers=1, shard_size="32KB")
     ds = fg.open(tmp_path / "o")
     big = ds.group("big")
     assert len(big.parts) > 3
@@ -122,8 +128,8 @@ def test_seeded_keys_are_deterministic(tmp_path):
     a = fg.build(rows, "iid:10:7", tmp_path / "a")
     b = fg.build(rows, "iid:10:7", tmp_path / "b")
     c = fg.build(rows, "iid:10:8", tmp_path / "c")
-    assert a.manifest["index"]["sha256"] == b.manifest["index"]["sha256"]
-    assert a.manifest["index"]["sha256"] != c.manifest["index"]["sha256"]
+    assert layout(a.path) == layout(b.path)
+    assert layout(a.path)[-1] != layout(c.path)[-1]
     sizes = fg.open(tmp_path / "a").group_sizes()
     assert len(sizes) == 10 and sizes.min() > 60  # roughly uniform
     h = fg.build(rows, "hash:4:text", tmp_path / "h")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import time
@@ -20,6 +19,7 @@ from fedgroups.format.publish import check_output, make_staging, publish, remove
 from fedgroups.keys.base import KeyFunction
 from fedgroups.keys.registry import parse_key
 from fedgroups.sources import Source, make_source
+from fedgroups.storage import is_remote
 
 Engine = Literal["local", "beam"]
 MissingKeyPolicy = Literal["error", "drop"]
@@ -69,7 +69,6 @@ def build(
     pipeline_options: Sequence[str] | None = None,
     progress: bool | None = None,
     group_columns: str | Sequence[str] | None = None,
-    _plan_overrides: dict[str, int] | None = None,
 ) -> BuildReport:
     """Group ``source`` by ``key`` and write a grouped dataset at ``out``.
 
@@ -108,7 +107,7 @@ def build(
     2
     """
     out = os.fspath(out)
-    remote = "://" in out and not out.startswith("file://")
+    remote = is_remote(out)
     if not remote:
         out = os.path.abspath(out)
     if engine not in ("local", "beam"):
@@ -124,7 +123,6 @@ def build(
         progress = progress_enabled()
     limit = parse_bytes(memory_limit)
     max_shard = parse_bytes(shard_size, "shard_size")
-    plan_overrides = dict(_plan_overrides or {})
     if remote and engine != "beam":
         raise SettingError(
             f"{out}: the local engine writes to a local directory; build locally and copy, "
@@ -153,8 +151,6 @@ def build(
     try:
         plan = make_plan(workers=workers, memory_limit=limit,
                          estimated_bytes=src.estimated_bytes, num_partitions=num_partitions)
-        if plan_overrides:  # tests exercise the out-of-core paths with tiny budgets
-            plan = dataclasses.replace(plan, **plan_overrides)
         from fedgroups.engine.local import run_local
         results, schema, stats = run_local(src, keyfn, staging=staging, plan=plan,
                                            text_column=text_col, shard_bytes=max_shard,

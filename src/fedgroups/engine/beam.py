@@ -40,13 +40,10 @@ from fedgroups.engine.beam_arrow import (
     decode_chunk,
     default_num_shards,
     encode_chunk,
-    is_remote,
-    output_schema,
-    upload,
     write_partition,
 )
+from fedgroups.engine.core import MapResult, key_batch, output_schema, unit_ordinals
 from fedgroups.engine.plan import parse_bytes
-from fedgroups.engine.runs import UNIT_SHIFT, MapResult, key_batch
 from fedgroups.errors import FedGroupsError, SettingError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.group_columns import group_fields
@@ -54,6 +51,7 @@ from fedgroups.format.spec import new_build_id, with_build_id
 from fedgroups.format.writer import SHARD_BYTES
 from fedgroups.keys.base import KeyFunction
 from fedgroups.sources.base import Source
+from fedgroups.storage import is_remote, upload
 
 _NS = "fedgroups"
 _HANDOFF = "_beam_handoff"
@@ -151,11 +149,6 @@ class _KeyAndCut(beam.DoFn):
         for chunk in self._count(self._cutter.flush()):
             yield GlobalWindows.windowed_value(chunk)
         yield beam.pvalue.TaggedOutput("stats", GlobalWindows.windowed_value(self._summary))
-
-
-def unit_ordinals(unit: int, row0: int, n: int) -> np.ndarray:
-    """An example's identity and order: unit << 40 | row, as in the local engine."""
-    return (np.uint64(unit) << np.uint64(UNIT_SHIFT)) + np.arange(row0, row0 + n, dtype=np.uint64)
 
 
 class _ReadUnits(_KeyAndCut):

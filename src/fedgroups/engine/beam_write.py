@@ -29,12 +29,9 @@ from fedgroups.engine.beam_arrow import (
     SORT_BUDGET,
     MapSummary,
     content_ordinals,
-    filesystem,
-    is_remote,
-    upload,
 )
+from fedgroups.engine.core import MapResult
 from fedgroups.engine.plan import parse_bytes
-from fedgroups.engine.runs import MapResult
 from fedgroups.errors import OutputExistsError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult, finish
 from fedgroups.format.group_columns import parse_group_columns
@@ -44,6 +41,7 @@ from fedgroups.format.writer import SHARD_BYTES
 from fedgroups.keys.base import KeyFunction
 from fedgroups.keys.registry import parse_key
 from fedgroups.sources.base import Source
+from fedgroups.storage import filesystem, is_remote, upload
 
 
 class _PCollectionInput(Source):

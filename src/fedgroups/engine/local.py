@@ -16,13 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from fedgroups.engine.core import check_map_totals, key_type_of, output_schema
 from fedgroups.engine.plan import BuildPlan
 from fedgroups.engine.progress import Progress
 from fedgroups.engine.reduce import reduce_partition
-from fedgroups.engine.runs import MapResult, Run, map_units
-from fedgroups.errors import KeyFunctionError, SourceError
+from fedgroups.engine.runs import LocalMapResult, Run, map_units
 from fedgroups.format.finish import PartitionResult
-from fedgroups.format.spec import KEY_COLUMN, new_build_id, with_build_id
+from fedgroups.format.spec import new_build_id, with_build_id
 from fedgroups.keys.base import KeyFunction
 from fedgroups.sources.base import Source
 
@@ -40,7 +40,7 @@ class _Shared:
 _STATE: _Shared | None = None
 
 
-def _map_task(task: int, units: list[int]) -> MapResult:
+def _map_task(task: int, units: list[int]) -> LocalMapResult:
     s = _STATE
     assert s is not None
     try:
@@ -116,26 +116,15 @@ def run_local(
                       counter=counter) as bar:
             map_pool = pool if parallel_map else None
             tasks = _tasks(source.num_units, plan.workers if parallel_map else 1)
-            results: list[MapResult] = _run_all(map_pool, _map_task,
+            results: list[LocalMapResult] = _run_all(map_pool, _map_task,
                                                 list(enumerate(tasks)), bar)
         stats["map_seconds"] = time.perf_counter() - t0
         rows_in = sum(r.rows_in for r in results)
         dropped = sum(r.dropped for r in results)
-        if rows_in == 0:
-            raise SourceError(f"the input is empty: {source.description} has no examples")
-        if rows_in == dropped:
-            raise KeyFunctionError(
-                f"every one of the {rows_in} examples was dropped for having no key; "
-                f"check the key {keyfn.spec!r}")
-        key_types = {r.key_type for r in results if r.key_type and r.key_type != "null"}
-        if len(key_types) > 1:
-            raise KeyFunctionError(
-                f"the key function returned keys of several types ({sorted(key_types)}); "
-                "all keys must be of one type")
-        key_type = pa.type_for_alias(key_types.pop()) if key_types else pa.string()
-        schema = with_build_id(pa.schema([pa.field(KEY_COLUMN, key_type, nullable=False),
-                                          *[f for f in source.schema if f.name != KEY_COLUMN]]),
-                               new_build_id())  # every shard records the build it belongs to
+        check_map_totals(rows_in, dropped, keyfn.spec, str(source.description))
+        key_type = key_type_of((r.key_type or "" for r in results), keyfn.spec)
+        # every shard records the build it belongs to
+        schema = with_build_id(output_schema(source.schema, key_type), new_build_id())
         by_partition: dict[int, list[Run]] = {}
         for r in results:
             for run in r.runs:

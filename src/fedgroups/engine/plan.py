@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
 
+from fedgroups.engine.core import MAX_PARTITIONS, partition_count
 from fedgroups.errors import SettingError
 
 # What a Python process costs before it holds data: imports (~100 MiB) plus the Parquet/JSON
 # readers' decode buffers (~60-100 MiB, measured on 1 KiB text rows).
 PROCESS_BASE_BYTES = 200 << 20
 MIN_WORKER_BUDGET = 24 << 20
-MAX_PARTITIONS = 4096
-TARGET_PARTITION_BYTES = 512 << 20
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20,
           "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
@@ -70,12 +68,10 @@ def make_plan(
     # Data is held about three times over at a peak (input, sorted copy, encoder buffers),
     # and the allocator keeps some freed memory: a quarter of the budget is safe.
     in_memory = budget // 4
+    # A partition's rows are sorted in memory when they fit ``in_memory``: aim at that.
     if num_partitions is None:
-        if estimated_bytes is None:
-            num_partitions = 4 * workers
-        else:
-            per = min(in_memory, TARGET_PARTITION_BYTES)
-            num_partitions = max(workers, math.ceil(estimated_bytes * 1.25 / per))
+        num_partitions = partition_count(estimated_bytes, sort_budget=in_memory,
+                                         minimum=workers, unknown=4 * workers)
     num_partitions = max(1, min(num_partitions, MAX_PARTITIONS))
     return BuildPlan(workers=workers, memory_limit=memory_limit, worker_budget=budget,
                      spill_bytes=max(budget // 4, 8 << 20), sort_in_memory_bytes=in_memory,

@@ -26,6 +26,7 @@ from fedgroups.sources.textio import (
     line_blocks,
     split_lines,
 )
+from fedgroups.storage import is_remote
 
 FORMATS = ("parquet", "jsonl", "csv", "tsv", "text")
 _EXT = {
@@ -56,16 +57,12 @@ def format_of(path: str, forced: str | None) -> str:
     return _EXT[ext]
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 def resolve_paths(spec: str | list[str]) -> list[str]:
     """Expand a path, directory or glob (or a list of them) into a sorted list of files."""
     specs = [spec] if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for s in specs:
-        if _is_remote(s):
+        if is_remote(s):
             try:
                 import fsspec
                 fs, _, paths = fsspec.get_fs_token_paths(s)
@@ -95,7 +92,7 @@ def resolve_paths(spec: str | list[str]) -> list[str]:
 
 def _open(path: str) -> Any:
     try:
-        if _is_remote(path):
+        if is_remote(path):
             import fsspec
             return fsspec.open(path, "rb", compression="infer").open()
         if path.endswith(_COMPRESSION):
@@ -193,7 +190,7 @@ def _raw_batches(path: str, fmt: str, row_groups: list[int] | None = None, *,
     """Batches of one file (for Parquet, of some of its row groups) in its own schema."""
     if fmt == "parquet":
         # pre_buffer would read whole row groups (or files) ahead: memory must stay bounded
-        source = path if not _is_remote(path) else _open(path)
+        source = path if not is_remote(path) else _open(path)
         pf = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
         yield from pf.iter_batches(batch_size=BATCH_ROWS, row_groups=row_groups,
                                    use_threads=False)
@@ -242,7 +239,7 @@ def _file_info(path: str, fmt: str, errors: EncodingErrors = "strict") -> _FileI
 
 def _size(path: str) -> int | None:
     try:
-        return os.path.getsize(path) if not _is_remote(path) else None
+        return os.path.getsize(path) if not is_remote(path) else None
     except OSError:
         return None
 
