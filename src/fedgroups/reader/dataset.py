@@ -67,6 +67,17 @@ class GroupedDataset:
         """Group keys in sorted order."""
         return self.store.keys(self._ids)
 
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        """Columns recorded per group at build time (``--group-columns``); () if none."""
+        return tuple(self.manifest.get("group_columns", ()))
+
+    def group_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """``key`` plus group columns, one row per group in ``keys()`` order (index only)."""
+        from fedgroups.format.group_columns import group_table
+        return group_table(self.index, self.store.arrays.starts[self._ids],
+                           self.group_columns, columns)
+
     def __repr__(self) -> str:
         return (f"GroupedDataset({self.root!r}, groups={len(self)}, "
                 f"examples={self.num_examples}, key={self.manifest['key'].get('spec')!r})")
