@@ -113,6 +113,13 @@ def spec_fields(spec: str, args: str, usage: str, need: int, optional: int = 0) 
     return parts
 
 
+def spec_column(spec: str, args: str, usage: str) -> str:
+    """The one column name a KEYSPEC takes (everything after ``kind:``, ':' included)."""
+    if not args:
+        raise SettingError(f"key {spec!r}: use {usage}")
+    return args
+
+
 def spec_int(text: str, spec: str, what: str, minimum: int = 1) -> int:
     """An integer argument of a KEYSPEC, at least ``minimum``."""
     try:

@@ -13,9 +13,8 @@ from fedgroups.keys.base import KeyFunction, spec_fields, spec_float, spec_int, 
 from fedgroups.keys.partition_common import (
     Label,
     check_positive,
-    groups_with_nulls,
+    groups_by_label,
     inverse_cdf,
-    label_codes,
     ordinal_uniforms,
     seeded_rng,
 )
@@ -78,13 +77,9 @@ class DirichletLabelKey(KeyFunction):
         return p
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
-        values, codes = label_codes(batch, self.label_column)
-        u = ordinal_uniforms(ordinals, self.seed, self.tag)
-        groups = np.zeros(len(codes), np.int64)
-        for code, value in enumerate(values):
-            rows = np.flatnonzero(codes == code)
-            groups[rows] = inverse_cdf(np.cumsum(self.proportions(value)), u[rows])
-        return groups_with_nulls(groups, codes)
+        return groups_by_label(
+            batch, self.label_column, ordinal_uniforms(ordinals, self.seed, self.tag),
+            lambda label, u, rows: inverse_cdf(np.cumsum(self.proportions(label)), u))
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "partitioner": "dirichlet-label", "num_groups": self.num_groups,

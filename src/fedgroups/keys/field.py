@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from fedgroups.errors import SettingError
-from fedgroups.keys.base import KeyFunction, decoded_column, normalise_key_array
+from fedgroups.keys.base import KeyFunction, decoded_column, normalise_key_array, spec_column
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,9 +28,8 @@ class FieldKey(KeyFunction):
 
     @classmethod
     def from_spec(cls, spec: str, args: str) -> FieldKey:
-        if not args:
-            raise SettingError(f"key {spec!r}: use {cls.usage}")
-        return cls(spec=spec, field_name=args, columns=(args,))
+        name = spec_column(spec, args, cls.usage)
+        return cls(spec=spec, field_name=name, columns=(name,))
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         return normalise_key_array(decoded_column(batch, self.field_name), f"column {self.field_name!r}")

@@ -9,6 +9,8 @@ has its own ``tag`` (distinct, so partitioners with one seed are independent).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,20 +47,24 @@ def check_positive(value: float, what: str) -> None:
         raise SettingError(f"{what} must be positive, got {value!r}")
 
 
-def label_codes(batch: pa.RecordBatch, name: str) -> tuple[list[Label | None], np.ndarray]:
-    """Distinct values of label column ``name`` and, per row, the position of its value
-    (nulls → -1)."""
-    labels = normalise_key_array(decoded_column(batch, name), f"label column {name!r}")
+def groups_by_label(
+    batch: pa.RecordBatch, label_column: str, uniforms: np.ndarray,
+    choose: Callable[[Label, np.ndarray, np.ndarray], np.ndarray],
+) -> pa.Array:
+    """One group per example, label by label: ``choose(label, uniforms, rows)`` gives the
+    groups of that label's rows (their positions in the batch, and their uniforms). Rows
+    whose label is null get no group (the engine's on_missing_key policy decides)."""
+    labels = normalise_key_array(decoded_column(batch, label_column),
+                                 f"label column {label_column!r}")
     encoded = pc.dictionary_encode(labels)
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return encoded.dictionary.to_pylist(), codes
+    groups = np.zeros(len(codes), np.int64)
+    for code, value in enumerate(encoded.dictionary.to_pylist()):
+        rows = np.flatnonzero(codes == code)
+        groups[rows] = choose(value, uniforms[rows], rows)
+    return pa.array(groups, pa.int64(), mask=codes < 0)
 
 
 def inverse_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Smallest j with u < cdf[j] (cdf ends at ~1; rounding can't push past the last group)."""
     return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
-
-
-def groups_with_nulls(groups: np.ndarray, codes: np.ndarray) -> pa.Array:
-    """Groups as int64 keys; rows whose label is null get no group (the engine's policy)."""
-    return pa.array(groups, pa.int64(), mask=codes < 0)

@@ -14,8 +14,7 @@ from fedgroups.keys.base import KeyFunction, KeyRowError, spec_fields, spec_int,
 from fedgroups.keys.partition_common import (
     Label,
     check_positive,
-    groups_with_nulls,
-    label_codes,
+    groups_by_label,
     ordinal_uniforms,
     seeded_rng,
 )
@@ -101,20 +100,18 @@ class LabelShardsKey(KeyFunction):
                 out[int(j)].add(label)  # type: ignore[arg-type]
         return out
 
+    def _deal(self, label: Label, u: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A label's examples spread uniformly over the groups that hold it."""
+        holders = self._holders.get(label)
+        if holders is None:
+            raise KeyRowError(int(rows[0]), f"label {label!r} in column "
+                              f"{self.label_column!r} is not in the partitioner's "
+                              f"vocabulary of {len(self.labels)} labels")
+        return holders[np.minimum((u * len(holders)).astype(np.int64), len(holders) - 1)]
+
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
-        values, codes = label_codes(batch, self.label_column)
-        u = ordinal_uniforms(ordinals, self.seed, self.tag)
-        groups = np.zeros(len(codes), np.int64)
-        for code, value in enumerate(values):
-            rows = np.flatnonzero(codes == code)
-            holders = self._holders.get(value)
-            if holders is None:
-                raise KeyRowError(int(rows[0]), f"label {value!r} in column "
-                                  f"{self.label_column!r} is not in the partitioner's "
-                                  f"vocabulary of {len(self.labels)} labels")
-            pick = np.minimum((u[rows] * len(holders)).astype(np.int64), len(holders) - 1)
-            groups[rows] = holders[pick]
-        return groups_with_nulls(groups, codes)
+        return groups_by_label(batch, self.label_column,
+                               ordinal_uniforms(ordinals, self.seed, self.tag), self._deal)
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "partitioner": "label-shards", "num_groups": self.num_groups,

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fedgroups.errors import KeyFunctionError, SettingError
-from fedgroups.keys.base import KeyFunction, decoded_column
+from fedgroups.errors import KeyFunctionError
+from fedgroups.keys.base import KeyFunction, decoded_column, spec_column
 
 # scheme://[userinfo@]host[:port]/... or protocol-relative //host/...
 _URL_HOST_RE = r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://|//)(?:[^@/?#\s]*@)?(?P<host>\[[^\]/]*\]|[^:/?#\s@]+)"
@@ -64,9 +64,8 @@ class UrlHostKey(KeyFunction):
 
     @classmethod
     def from_spec(cls, spec: str, args: str) -> UrlHostKey:
-        if not args:
-            raise SettingError(f"key {spec!r}: use {cls.usage}")
-        return cls(spec=spec, field_name=args, columns=(args,))
+        name = spec_column(spec, args, cls.usage)
+        return cls(spec=spec, field_name=name, columns=(name,))
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         col = decoded_column(batch, self.field_name)
