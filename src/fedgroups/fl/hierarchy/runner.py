@@ -9,7 +9,6 @@ directory is described in ``records.py`` and ``docs/hierarchy.md``.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,8 @@ from typing import Any
 import torch
 import yaml
 
-from fedgroups.fl.algorithms import Params, load_params
+from fedgroups.fl.algorithms import Params
 from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import NonFiniteLossError
@@ -28,7 +26,6 @@ from fedgroups.fl.hierarchy import records as rec
 from fedgroups.fl.hierarchy.build import (
     MIX,
     USES_RESIDUALS,
-    Plan,
     build_nodes,
     flat_budget,
     key_names,
@@ -38,13 +35,19 @@ from fedgroups.fl.hierarchy.config import (
     HierarchyConfig,
     parse_hierarchy,
     resolved_config_dict,
-    settings_dict,
 )
+from fedgroups.fl.hierarchy.evaluation import eval_params, evaluate_leaves, pack_held_out
 from fedgroups.fl.hierarchy.node import FedNode, Shared
+from fedgroups.fl.hierarchy.report import (
+    eval_columns,
+    node_row,
+    run_summary,
+    summary_table,
+    write_tree,
+)
 from fedgroups.fl.metrics import MetricsLog
 from fedgroups.fl.model import num_parameters
 from fedgroups.fl.model_factory import ModelFactory, make_model
-from fedgroups.fl.personalization import evaluate, percentiles, personalize
 from fedgroups.fl.plots import plot_losses
 from fedgroups.fl.simulation import RunDirError
 from fedgroups.fl.tokenizer import EOS, prepare_tokenizer
@@ -60,7 +63,7 @@ class HierarchyResult:
     plots: list[Path]
 
     def eval_params(self, leaf: str) -> Params:
-        return _eval_params(self.root, leaf, self.summary.method)
+        return eval_params(self.root, leaf, self.summary.method)
 
 
 def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
@@ -114,7 +117,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     root, used_settings = build_nodes(plan, config, hier, shared, init)
     inner = flat_budget(plan)[0] if hier.method == "fl" else 1
     nodes = {n.path: n for n in root.walk()}
-    _write_tree(run_dir, plan, root, used_settings, hier)
+    write_tree(run_dir, plan, root, used_settings, hier)
 
     start = 0
     totals = {"client_updates": 0.0, "seconds": 0.0}
@@ -131,7 +134,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
          f"method {hier.method}; {len(nodes)} node(s), {len(plan.leaves)} leaf federation(s); "
          f"run dir: {run_dir}")
 
-    held_out = {lf.node.path: _pack(lf.held_out, tokenizer, eos_id, config)
+    held_out = {lf.node.path: pack_held_out(lf.held_out, tokenizer, eos_id, config)
                 for lf in plan.leaves}
     evals = rec.read_eval(run_dir) if ckpt_path is not None else []
     summary = None
@@ -146,7 +149,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
             raise NonFiniteLossError(f"{e}; stopping. Last good checkpoint: {last}. Lower "
                                      "client.lr / server lr, then --resume.") from None
         seconds = time.perf_counter() - t0
-        rows = [_node_row(n, r, hier.method, seconds if n is root else None)
+        rows = [node_row(n, r, hier.method, seconds if n is root else None)
                 for n in nodes.values()]
         rows = [row for row in rows if row is not None]
         totals["client_updates"] += rows[0].clients
@@ -156,12 +159,12 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
         attention_buffer.clear()
         last = r + 1 == config.rounds
         if last or (config.eval.every and (r + 1) % config.eval.every == 0):
-            new = _evaluate(plan, root, hier.method, eval_model, scratch, held_out, config, r)
+            new = evaluate_leaves(plan, root, hier.method, eval_model, scratch, held_out, config, r)
             rec.append_jsonl(run_dir / rec.EVAL_FILE, new)
             evals.extend(new)
             echo(f"round {r + 1}: eval loss {new[-1].loss:.4f}, ppl {new[-1].ppl:.2f} "
                  f"(mean over {len(new) - 1} leaf federations)")
-        summary = _summary(hier.method, r + 1, root, totals, evals, nodes, model, keys)
+        summary = run_summary(hier.method, r + 1, root, totals, evals, nodes, model, keys)
         rec.write_json(run_dir / rec.SUMMARY_FILE, rec.to_json(summary))
         if last or (r + 1) % config.run.checkpoint_every == 0:
             state = {"round": r + 1, "model_args": args,
@@ -173,150 +176,13 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     log.write_csv()
     rows_all = log.read()
     (run_dir / "plots").mkdir(exist_ok=True)
-    root_rows = [dict(r, **_eval_columns(evals, r["round"])) for r in rows_all
+    root_rows = [dict(r, **eval_columns(evals, r["round"])) for r in rows_all
                  if r["node"] == root.path]
     plots = [plot_losses(root_rows, run_dir / "plots" / "loss.png")]
     if summary is None:
-        summary = rec.read_summary(run_dir)
+        summary = rec.readrun_summary(run_dir)
     return HierarchyResult(run_dir=run_dir, rows=rows_all, evals=evals, summary=summary,
                            root=root, plots=plots)
-
-
-def _node_row(node: FedNode, r: int, method: str, seconds: float | None
-              ) -> rec.NodeRoundRecord | None:
-    w = node.take_window()
-    if w["inner_rounds"] == 0:
-        return None
-    secs = seconds if seconds is not None else w["seconds"]
-    eps = node.dp_epsilon()
-    return rec.NodeRoundRecord(
-        method=method, round=r, node=node.path, level=node.level,
-        kind="root" if node.level == 0 else "leaf" if node.is_leaf else "federation",
-        inner_rounds=int(w["inner_rounds"]),
-        train_loss=w["loss_sum"] / w["tokens"] if w["tokens"] else math.nan,
-        clients=int(w["clients"]), skipped=int(w["skipped"]), tokens=int(w["tokens"]),
-        examples=int(w["examples"]), steps=int(w["steps"]),
-        cum_tokens=int(node.cumulative["tokens"]), cum_steps=int(node.cumulative["steps"]),
-        server_lr=node.last_lr, dp_epsilon=eps,
-        dp_delta=node.settings.privacy.delta if node.settings.privacy else None,
-        seconds=secs, tokens_per_s=w["tokens"] / secs if secs > 0 else 0.0,
-        extra=dict(node.processor_metrics),  # e.g. dp/fraction_clipped, dp/noise_std
-    )
-
-
-def _eval_params(root: FedNode, leaf: str, method: str) -> Params:
-    """A leaf federation's model: the root's backbone plus the leaf's own key layers."""
-    if method == "fl":
-        return dict(root.server.snapshot())
-    backbone = root.server.snapshot() if root.server is not None else {}
-    node = next(n for n in root.walk() if n.path == leaf)
-    return {**backbone, **node.own_keys()}
-
-
-def _pack(clients: Any, tokenizer: Any, eos_id: int, config: TrainConfig) -> list[ClientData]:
-    out = []
-    for ds, key in clients:
-        data = pack_client(ds.group(key), tokenizer, text_column=config.data.text_column,
-                           seq_len=config.model.seq_len,
-                           max_sequences=config.eval.max_sequences, eos_id=eos_id)
-        if data.num_sequences > 0:
-            out.append(data)
-    return out
-
-
-def _evaluate(plan: Plan, root: FedNode, method: str, eval_model: torch.nn.Module,
-              scratch: torch.nn.Module, held_out: dict[str, list[ClientData]],
-              config: TrainConfig, r: int) -> list[rec.EvalRecord]:
-    pers = config.personalization
-    do_pers = pers.enabled and (r + 1 == config.rounds
-                                or (pers.every and (r + 1) % pers.every == 0))
-    nodes = {n.path: n for n in root.walk()}
-    out = []
-    pre_all: list[float] = []
-    post_all: list[float] = []
-    for lf in plan.leaves:
-        path = lf.node.path
-        clients = held_out[path]
-        load_params(eval_model, _eval_params(root, path, method))
-        res = evaluate(eval_model, clients, config.eval.batch_size, config.run.device)
-        extra: dict[str, Any] = {}
-        if do_pers and clients:
-            p = personalize(eval_model, scratch, clients, pers,
-                            eval_batch_size=config.eval.batch_size, seed=config.seed,
-                            device=config.run.device)
-            extra = _pers_columns(p.pre, p.post)
-            pre_all.extend(p.pre)
-            post_all.extend(p.post)
-        node = nodes.get(path)
-        out.append(rec.EvalRecord(
-            method=method, round=r, federation=path, level=lf.node.level, loss=res.loss,
-            ppl=_ppl(res.loss), tokens=sum(c.num_tokens for c in clients),
-            clients=len(clients), dp_epsilon=node.dp_epsilon() if node else None, **extra))
-    scored = [e for e in out if e.tokens > 0 and math.isfinite(e.loss)]
-    tokens = sum(e.tokens for e in scored)
-    mean = math.fsum(e.loss * e.tokens for e in scored) / tokens if tokens else math.nan
-    out.append(rec.EvalRecord(method=method, round=r, federation=rec.MEAN_FEDERATION,
-                              level=-1, loss=mean, ppl=_ppl(mean), tokens=tokens,
-                              clients=sum(e.clients for e in scored),
-                              **(_pers_columns(pre_all, post_all) if do_pers else {})))
-    return out
-
-
-def _pers_columns(pre: list[float], post: list[float]) -> dict[str, float]:
-    """pers_pre_p10 ... pers_post_p90: percentiles over held-out clients, as the flat trainer."""
-    both = {**percentiles(pre, "pers/pre"), **percentiles(post, "pers/post")}
-    return {k.replace("/", "_"): v for k, v in both.items()}
-
-
-def _ppl(loss: float) -> float:
-    return math.exp(loss) if loss < 50 else math.inf
-
-
-def _eval_columns(evals: list[rec.EvalRecord], r: int) -> dict[str, float]:
-    means = [e.loss for e in evals if e.round == r and e.federation == rec.MEAN_FEDERATION]
-    return {"eval/mean/loss": means[-1]} if means else {}
-
-
-def _summary(method: str, rounds: int, root: FedNode, totals: dict[str, float],
-             evals: list[rec.EvalRecord], nodes: dict[str, FedNode], model: torch.nn.Module,
-             keys: list[str]) -> rec.RunSummary:
-    last_round = max((e.round for e in evals), default=None)
-    latest = [e for e in evals if e.round == last_round]
-    mean = next((e for e in latest if e.federation == rec.MEAN_FEDERATION), None)
-    params = dict(model.named_parameters())
-    secs = totals["seconds"]
-    return rec.RunSummary(
-        method=method, rounds=rounds, client_updates=int(totals["client_updates"]),
-        steps=int(root.cumulative["steps"]), tokens=int(root.cumulative["tokens"]),
-        seconds=secs, tokens_per_s=root.cumulative["tokens"] / secs if secs > 0 else 0.0,
-        eval_loss=mean.loss if mean else None, eval_ppl=mean.ppl if mean else None,
-        federations={e.federation: {"loss": e.loss, "ppl": e.ppl, "tokens": e.tokens,
-                                    "dp_epsilon": e.dp_epsilon}
-                     for e in latest if e.federation != rec.MEAN_FEDERATION},
-        parameters=sum(p.numel() for p in params.values()),
-        key_parameters=sum(params[n].numel() for n in keys),
-    )
-
-
-def _write_tree(run_dir: Path, plan: Plan, root: FedNode, settings: dict[str, Any],
-                hier: HierarchyConfig) -> None:
-    held = {lf.node.path: len(lf.held_out) for lf in plan.leaves}
-    out = []
-    for n in root.walk():
-        sub = n.walk()
-        out.append(rec.to_json(rec.TreeNodeRecord(
-            path=n.path, name=n.path.rsplit("/", 1)[-1], level=n.level,
-            kind="root" if n.level == 0 else "leaf" if n.is_leaf else "federation",
-            parent=n.path.rsplit("/", 1)[0] if "/" in n.path else None,
-            children=[c.path for c in n.children],
-            train_clients=sum(len(m.clients) for m in sub),
-            eval_clients=(sum(held.values()) if n.level == 0 else
-                          sum(held.get(m.path, 0) for m in sub)),
-            settings=settings_dict(settings[n.path]))))
-    leaves = [lf.node.path for lf in plan.leaves]
-    rec.write_json(run_dir / rec.TREE_FILE, {"version": rec.RECORDS_VERSION,
-                                             "method": hier.method, "nodes": out,
-                                             "eval_federations": leaves})
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> None:
@@ -358,24 +224,3 @@ def run_cli(config: TrainConfig, *, backend: str = "sequential", resume: bool = 
         print(f"plot:    {p}")
     return 0
 
-
-def summary_table(summary: rec.RunSummary) -> str:
-    """The last evaluation per leaf federation, and the run's totals, as aligned text."""
-    lines = [f"method {summary.method}: {summary.rounds} root rounds, "
-             f"{summary.client_updates} client updates, {summary.steps} steps, "
-             f"{summary.tokens} tokens, {summary.tokens_per_s:.0f} tokens/s"]
-    width = max([len(f) for f in summary.federations] + [10])
-    lines.append(f"{'federation':<{width}}  {'loss':>8}  {'ppl':>9}  {'tokens':>8}  epsilon")
-    for fed, v in summary.federations.items():
-        eps = v.get("dp_epsilon")
-        lines.append(f"{fed:<{width}}  {_num(v['loss'], 4):>8}  {_num(v['ppl'], 2):>9}  "
-                     f"{int(v['tokens'] or 0):>8}  {'-' if eps is None else _num(eps, 2)}")
-    lines.append(f"{'mean (tokens)':<{width}}  {_num(summary.eval_loss, 4):>8}  "
-                 f"{_num(summary.eval_ppl, 2):>9}")
-    return "\n".join(lines)
-
-
-def _num(value: float | None, digits: int) -> str:
-    if value is None or not math.isfinite(value):
-        return "-" if value is None else str(value)
-    return f"{value:.{digits}f}"
