@@ -22,6 +22,7 @@ from fedgroups.sources.textio import (
     ReplacementCounter,
     Utf8Stream,
     check_encoding_errors,
+    check_utf8,
     decode_utf8,
     line_blocks,
     split_lines,
@@ -37,6 +38,7 @@ _EXT = {
 }
 _COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
 _BLOCK = 8 << 20
+JSON_BLOCK_BYTES = 1 << 20  # JSON Lines parse blocks (parallel); a longer line gets its own
 
 
 def format_of(path: str, forced: str | None) -> str:
@@ -123,19 +125,35 @@ def _jsonl_batches(path: str, schema: pa.Schema | None, errors: EncodingErrors,
                                unexpected_field_behavior="error" if schema else "infer")
     with _open(path) as f:
         for line, data in line_blocks(f, path):
-            text = decode_utf8(data, path=path, first_line=line, errors=errors, counter=counter)
-            raw = text.encode("utf-8") if errors == "replace" else data
+            if errors == "replace":
+                raw = decode_utf8(data, path=path, first_line=line, errors=errors,
+                                  counter=counter).encode("utf-8")
+            else:
+                check_utf8(data, path=path, first_line=line)
+                raw = data
             if len(raw) >= 1 << 31:
                 raise SourceError(f"{path}, line {line}: a JSON line of 2 GiB or more cannot "
                                   "be read; split the record")
             try:
-                table = pjson.read_json(
-                    io.BytesIO(raw), parse_options=parse,
-                    read_options=pjson.ReadOptions(block_size=max(len(raw) + 1, 1 << 16),
-                                                   use_threads=False))
+                table = _read_json(raw, parse)
             except pa.ArrowInvalid as e:
-                raise SourceError(jsonl_error(path, line, text, e)) from None
+                raise SourceError(jsonl_error(path, line, raw.decode("utf-8", "replace"),
+                                              e)) from None
             yield from table.to_batches(max_chunksize=BATCH_ROWS)
+
+
+def _read_json(raw: bytes, parse: pjson.ParseOptions) -> pa.Table:
+    """Whole lines of JSON, parsed in parallel blocks; a line longer than a block (Arrow
+    calls it "straddling") is parsed with one block as large as the piece."""
+    try:
+        return pjson.read_json(io.BytesIO(raw), parse_options=parse,
+                               read_options=pjson.ReadOptions(block_size=JSON_BLOCK_BYTES))
+    except pa.ArrowInvalid as e:
+        if "straddling" not in str(e):
+            raise
+    return pjson.read_json(io.BytesIO(raw), parse_options=parse,
+                           read_options=pjson.ReadOptions(block_size=len(raw) + 1,
+                                                          use_threads=False))
 
 
 def jsonl_error(path: str, first_line: int, text: str, err: Exception) -> str:
