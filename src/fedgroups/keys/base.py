@@ -70,6 +70,18 @@ class KeyFunction:
                 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ColumnKey(KeyFunction):
+    """Base of the key functions that read one named column (KEYSPEC ``kind:NAME``)."""
+
+    field_name: str
+
+    @classmethod
+    def from_spec(cls, spec: str, args: str) -> KeyFunction:
+        name = spec_column(spec, args, cls.usage)
+        return cls(spec=spec, field_name=name, columns=(name,))
+
+
 def decoded_column(batch: pa.RecordBatch, name: str) -> pa.Array:
     """A column of ``batch`` with any dictionary encoding undone."""
     col = batch.column(name)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from fedgroups.keys.base import KeyFunction, decoded_column, normalise_key_array, spec_column
+from fedgroups.keys.base import ColumnKey, decoded_column, normalise_key_array
 
 
 @dataclass(frozen=True, kw_only=True)
-class FieldKey(KeyFunction):
+class FieldKey(ColumnKey):
     """Each example's group is its value in column ``field_name`` (string, bytes or int).
 
     Examples
@@ -23,13 +23,6 @@ class FieldKey(KeyFunction):
     """
 
     usage = "field:NAME"
-
-    field_name: str
-
-    @classmethod
-    def from_spec(cls, spec: str, args: str) -> FieldKey:
-        name = spec_column(spec, args, cls.usage)
-        return cls(spec=spec, field_name=name, columns=(name,))
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         return normalise_key_array(decoded_column(batch, self.field_name), f"column {self.field_name!r}")

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedgroups.errors import KeyFunctionError
-from fedgroups.keys.base import KeyFunction, decoded_column, spec_column
+from fedgroups.keys.base import ColumnKey, decoded_column
 
 # scheme://[userinfo@]host[:port]/... or protocol-relative //host/...
 _URL_HOST_RE = r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://|//)(?:[^@/?#\s]*@)?(?P<host>\[[^\]/]*\]|[^:/?#\s@]+)"
@@ -46,7 +46,7 @@ def url_hosts(urls: pa.Array) -> pa.Array:
 
 
 @dataclass(frozen=True, kw_only=True)
-class UrlHostKey(KeyFunction):
+class UrlHostKey(ColumnKey):
     """Each example's group is the lower-cased host of its URL in column ``field_name``.
 
     Examples
@@ -59,13 +59,6 @@ class UrlHostKey(KeyFunction):
     """
 
     usage = "url-host:FIELD"
-
-    field_name: str
-
-    @classmethod
-    def from_spec(cls, spec: str, args: str) -> UrlHostKey:
-        name = spec_column(spec, args, cls.usage)
-        return cls(spec=spec, field_name=name, columns=(name,))
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         col = decoded_column(batch, self.field_name)
