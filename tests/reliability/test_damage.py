@@ -182,3 +182,20 @@ def test_byte_flips_in_manifest_and_index(pristine, tmp_path, kind):
             continue
         # a flip that leaves a valid manifest may change a descriptive field only
         assert got == expected
+
+
+@pytest.mark.parametrize("how", ["random-access", "stream"])
+def test_a_footer_flip_that_renames_the_key_column_is_named(ds, how):
+    rel = _manifest(ds)["shards"][0]["path"]
+    path = os.path.join(ds, rel)
+    data = bytearray(open(path, "rb").read())
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    at = data.find(b"__group__", footer)  # the footer's schema names the column first
+    data[at + 2] = ord("X")
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(CorruptDatasetError, match=os.path.basename(rel)):
+        if how == "random-access":
+            _all_rows(ds)
+        else:
+            for g in fg.open(ds).groups(seed=0):
+                list(g)
