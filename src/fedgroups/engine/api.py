@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from fedgroups.engine.plan import MAX_PARTITIONS, make_plan, parse_bytes
+from fedgroups.engine.core import MAX_PARTITIONS
+from fedgroups.engine.plan import make_plan, parse_bytes
 from fedgroups.errors import SettingError
 from fedgroups.format.finish import finish
 from fedgroups.format.group_columns import group_fields, parse_group_columns
