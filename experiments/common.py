@@ -52,7 +52,7 @@ class Scale:
 
 FULL = Scale(name="full", rounds=60, tune_rounds=60, seeds=(0, 1, 2),
              client_lrs=(0.25, 1.0), server_lrs=(1e-3, 3e-3, 1e-2),
-             fedsgd_server_lrs=(3e-3, 1e-2, 3e-2), distributions=None, eval_every=20)
+             fedsgd_server_lrs=(1e-3, 3e-3, 1e-2, 3e-2), distributions=None, eval_every=20)
 SMOKE = Scale(name="smoke", rounds=3, tune_rounds=1, seeds=(0, 1), client_lrs=(0.3,),
               server_lrs=(3e-3,), fedsgd_server_lrs=(3e-3,),
               distributions=SMOKE_DISTRIBUTIONS, eval_every=1,

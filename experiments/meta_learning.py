@@ -55,6 +55,15 @@ def summarize(ctx: Context, dirs: dict[tuple[str, int], Path],
                 row[f"p{q}_mean"] = common.spread(vals)[0]
                 row[f"paper_p{q}"] = paper
             rows.append(row)
+    for alg in ALGORITHMS:  # per client: how much fine-tuning lowered its loss
+        row = {"algorithm": NAME[alg], "phase": "gain (pre - post)"}
+        for i, q in enumerate((10, 50, 90)):
+            vals = [_gain_percentile(common.personalization(dirs[(alg, s)]), q) for s in seeds]
+            row[f"p{q}"] = fmt(vals)
+            row[f"p{q}_mean"] = common.spread(vals)[0]
+            # the paper reports pre and post percentiles only: this is their difference
+            row[f"paper_p{q}"] = round(PAPER[(alg, "pre")][i] - PAPER[(alg, "post")][i], 3)
+        rows.append(row)
     common.write_table(ctx.results / "personalization", rows,
                        ["algorithm", "phase", "p10", "p50", "p90",
                         "paper_p10", "paper_p50", "paper_p90"])
@@ -83,6 +92,13 @@ def summarize(ctx: Context, dirs: dict[tuple[str, int], Path],
     common.write_table(ctx.results / "orderings", checks, list(checks[0]))
     _plot(ctx, dirs)
     return {"tuned": tuned, "rows": rows, "checks": checks}
+
+
+def _gain_percentile(pers: list[dict], q: int) -> float:
+    import numpy as np
+
+    gains = [r["pre"] - r["post"] for r in pers]
+    return float(np.percentile(gains, q)) if gains else float("nan")
 
 
 def _share(pers: dict[str, dict[str, dict]], keys: list[str], phase: str, better: str,

@@ -44,7 +44,8 @@ def test_meta_learning_tables_and_plot(smoke: Path) -> None:
     out = smoke / "results" / "meta_learning"
     table = rows(out / "personalization.csv")
     assert [(r["algorithm"], r["phase"]) for r in table] == [
-        ("FedAvg", "pre"), ("FedAvg", "post"), ("FedSGD", "pre"), ("FedSGD", "post")]
+        ("FedAvg", "pre"), ("FedAvg", "post"), ("FedSGD", "pre"), ("FedSGD", "post"),
+        ("FedAvg", "gain (pre - post)"), ("FedSGD", "gain (pre - post)")]
     assert all("[" in r["p50"] for r in table)  # mean [min–max] over seeds
     assert (out / "personalization.md").read_text().startswith("| algorithm |")
     for check in rows(out / "orderings.csv"):  # equal compute: same client tokens
