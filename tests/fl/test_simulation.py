@@ -100,22 +100,28 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
 
 def test_fedsgd_run_and_cli(make_dataset, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = make_dataset(make_records(12))
-    cfg = tiny_config(data, str(tmp_path / "run"), rounds=2,
-                      **{"algorithm.name": "fedsgd", "server.lr": 0.5})
-    del cfg["client"]["local_steps"]
+    cfg = tiny_config(data, str(tmp_path / "run"), rounds=2, **{"server.lr": 0.5})
+    assert cfg["client"]["local_steps"] == 4  # a FedAvg config, switched to FedSGD by --set
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert cli.main(["train", str(path), "--set", "rounds=3", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "round 3: train loss" in out and "heldout post" in out and "loss.png" in out
+    assert cli.main(["train", str(path), "--set", "rounds=3", "--set", "algorithm.name=fedsgd",
+                     "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "round 2 (3 rounds done" in out and "train loss (cohort, at global weights)" in out
+    assert "heldout post" in out and "loss.png" in out
+    assert captured.err.count("client.local_steps is ignored") == 1
+    assert "round 2: eval heldout loss" in captured.err  # printed as it happened
+    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["round"] == 2 and rows[-1]["steps"] == rows[-1]["clients"]  # 1 per client
     assert cli.main(["train", "--resume", str(tmp_path / "run"), "--set", "rounds=4"]) == 0
-    assert "round 4: train loss" in capsys.readouterr().out
+    assert "round 3 (4 rounds done" in capsys.readouterr().out
 
     assert cli.main(["train", str(path), "--no-progress"]) == 2  # a run is there already
     assert "already holds a run" in capsys.readouterr().err
     assert cli.main(["train", str(path), "--set", "rounds=1", "--no-progress",
                      "--overwrite"]) == 0
-    assert "round 1: train loss" in capsys.readouterr().out
+    assert "round 0 (1 rounds done" in capsys.readouterr().out
     (tmp_path / "notarun").mkdir()
     (tmp_path / "notarun" / "precious.txt").write_text("x")
     assert cli.main(["train", str(path), "--set", f"output_dir={tmp_path / 'notarun'}",

@@ -33,6 +33,9 @@ def add_train_parser(subparsers: Any) -> None:
                    "(launch with torchrun)")
     p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
                    help="no progress bar (--no-progress is the old name)")
+    p.add_argument("--allow-dataset-change", action="store_true",
+                   help="with --resume: continue even if data.path now holds another dataset "
+                   "than the checkpoint was trained on")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in output_dir instead of refusing")
 
@@ -61,9 +64,22 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
     return parse_config(data, overrides)
 
 
+INSTALL_HINT = ("fedgroups train needs PyTorch, tokenizers and PyYAML: "
+                "pip install 'fedgroups[fl]' (or pip install torch tokenizers pyyaml)")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from fedgroups.fl.errors import NonFiniteLossError
-    from fedgroups.fl.simulation import run, summary_table
+
+    try:
+        import yaml  # noqa: F401
+
+        from fedgroups.fl.simulation import run, summary_table
+    except ImportError as e:
+        if e.name not in ("torch", "tokenizers", "yaml", "matplotlib", "numpy"):
+            raise
+        print(f"fedgroups train: error: no module {e.name!r}. {INSTALL_HINT}", file=sys.stderr)
+        return 2
 
     try:
         config = load_config(args)
@@ -89,7 +105,12 @@ def run_train(args: argparse.Namespace) -> int:
         return run_cli(config, backend=args.backend, resume=bool(args.resume))
     try:
         result = run(config, backend=args.backend, resume=bool(args.resume),
-                     echo=lambda m: print(m, file=sys.stderr))
+                     echo=lambda m: print(m, file=sys.stderr),
+                     allow_dataset_change=getattr(args, "allow_dataset_change", False))
+    except KeyboardInterrupt:
+        print(f"fedgroups train: interrupted. {resume_hint(Path(config.output_dir))}",
+              file=sys.stderr)
+        return 130
     except NonFiniteLossError as e:
         print(f"fedgroups train: {e}", file=sys.stderr)
         return 1
@@ -97,11 +118,20 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"fedgroups train: error: {e}", file=sys.stderr)
         return 2
     if result.rows:
-        print(summary_table(result.rows))
+        print(summary_table(result.rows, config.algorithm.name))
         print(f"metrics: {result.run_dir / 'metrics.csv'}")
         for p in result.plots:
             print(f"plot:    {p}")
     return 0
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What an interrupted run left behind, and the command to continue it."""
+    found = sorted((run_dir / "checkpoints").glob("round_*.pt"))
+    if not found:
+        return f"No checkpoint was written yet in {run_dir}; start the run again."
+    return (f"The latest checkpoint is {found[-1]}; continue with: "
+            f"fedgroups train --resume {run_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,8 +205,12 @@ class StrategyConfig:
                    f"strategy.processors.{i}: give exactly one of 'name' or 'factory'")
 
 
+LoggerName = Literal["tensorboard", "wandb"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
+    loggers: tuple[LoggerName, ...] = ()  # besides metrics.jsonl/csv (fl/loggers.py)
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
     progress: bool = True
@@ -241,12 +245,22 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.rounds >= 1, "rounds must be >= 1")
         _check(self.cohort_size >= 1, "cohort_size must be >= 1")
-        _check(
-            self.algorithm.name != "fedsgd"
-            or (self.client.local_steps is None and self.client.local_epochs is None),
-            "algorithm.name 'fedsgd' takes one full-batch gradient per client; "
-            "unset client.local_steps / client.local_epochs",
-        )
+
+    def notes(self, num_clients: int) -> list[str]:
+        """Settings that are valid but have no effect here, said once at the start of a run."""
+        out = []
+        if self.algorithm.name == "fedsgd":
+            unused = [f"client.{n}" for n in ("local_steps", "local_epochs")
+                      if getattr(self.client, n) is not None]
+            out.append(
+                "algorithm fedsgd: each client sends one full-batch gradient; the server "
+                "optimizer (server.lr) takes the step, so client.optimizer/lr are not used"
+                + (f" and {' / '.join(unused)} is ignored" if unused else "")
+            )
+        if self.cohort_size > num_clients:
+            out.append(f"cohort_size {self.cohort_size} > {num_clients} training clients: every "
+                       f"round uses all {num_clients} (metrics column 'cohort')")
+        return out
 
 
 def parse_config(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> TrainConfig:

@@ -35,6 +35,7 @@ class GroupSource:
     dataset: DatasetLike
     keys: tuple[Any, ...]
     name: str
+    index_sha256: str | None = None  # the manifest's digest of the group index: its identity
 
     def group(self, key: Any) -> GroupLike:
         return self.dataset.group(key)
@@ -49,6 +50,8 @@ def open_dataset(path: str) -> DatasetLike:
 
 def open_source(config: DatasetConfig, name: str) -> GroupSource:
     ds = open_dataset(config.path)
+    manifest = getattr(ds, "manifest", None)
+    digest = manifest.get("index", {}).get("sha256") if isinstance(manifest, dict) else None
     keys = sorted(ds.keys())
     where = f"dataset {config.path!r}"
     if config.split is not None:
@@ -66,4 +69,4 @@ def open_source(config: DatasetConfig, name: str) -> GroupSource:
                               f"{total} groups of {where}")
     if not keys:
         raise ConfigError(f"{name}: {where} has no groups")
-    return GroupSource(dataset=ds, keys=tuple(keys), name=name)
+    return GroupSource(dataset=ds, keys=tuple(keys), name=name, index_sha256=digest)

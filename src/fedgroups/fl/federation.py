@@ -132,6 +132,7 @@ class Federation:
         loss_tokens = aggregate.stat("loss_tokens")
         return {
             "train_loss": aggregate.stat("loss_sum") / loss_tokens if loss_tokens else float("nan"),
+            "cohort": float(len(keys)),
             "clients": aggregate.stat("clients"),
             "skipped": aggregate.stat("skipped"),
             "tokens": loss_tokens,

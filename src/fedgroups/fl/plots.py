@@ -16,19 +16,22 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_losses(rows: list[dict[str, Any]], path: Path) -> Path:
+def plot_losses(rows: list[dict[str, Any]], path: Path, *, title: str = "",
+                train_label: str = "train loss (cohort)") -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     train = [(r["round"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
     if train:
-        ax.plot(*zip(*train), label="train (cohort)", linewidth=1)
+        ax.plot(*zip(*train), label=train_label, linewidth=1)
     eval_names = sorted({k[: -len("/loss")] for r in rows for k in r
                          if k.startswith("eval/") and k.endswith("/loss")})
     for name in eval_names:
         pts = [(r["round"], r[f"{name}/loss"]) for r in rows if r.get(f"{name}/loss") is not None]
         ax.plot(*zip(*pts), marker="o", label=name)
-    ax.set_xlabel("round")
+    ax.set_xlabel("round (0-based, as in metrics.csv)")
     ax.set_ylabel("loss (nats / token)")
+    if title:
+        ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -13,7 +13,6 @@ Run directory layout::
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +25,17 @@ from fedgroups.fl.backends import BackendName, make_backend
 from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import EvalDatasetConfig, TrainConfig, to_dict
-from fedgroups.fl.errors import NonFiniteLossError, RunDirError
+from fedgroups.fl.errors import CheckpointError, NonFiniteLossError, RunDirError
 from fedgroups.fl.federation import Federation
+from fedgroups.fl.loggers import make_loggers
 from fedgroups.fl.metrics import MetricsLog
 from fedgroups.fl.model import num_parameters
 from fedgroups.fl.model_factory import ModelFactory, make_model
 from fedgroups.fl.model_factory import model_args as model_args  # re-exported
 from fedgroups.fl.personalization import evaluate, personalize
 from fedgroups.fl.plots import plot_losses, plot_personalization
+from fedgroups.fl.report import eval_lines, train_loss_label
+from fedgroups.fl.report import summary_table as summary_table  # re-exported
 from fedgroups.fl.strategy import Strategy
 from fedgroups.fl.tokenizer import load_tokenizer, prepare_tokenizer, run_eos_id
 
@@ -48,12 +50,14 @@ class RunResult:
 
 def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: bool = False,
         echo: Any = print, strategy: Strategy | None = None,
-        model_factory: ModelFactory | None = None) -> RunResult:
+        model_factory: ModelFactory | None = None,
+        allow_dataset_change: bool = False) -> RunResult:
     """Train per ``config``; with ``resume``, continue from the run's latest checkpoint.
 
     ``strategy`` replaces the one the config's ``algorithm`` / ``strategy`` sections
     describe, ``model_factory`` the config's ``model.factory`` (pass the same ones again
-    when resuming).
+    when resuming).  A resume on a dataset whose group index differs from the checkpoint's
+    is refused unless ``allow_dataset_change``.
     """
     run_cfg = config.run
     if run_cfg.threads is not None:
@@ -94,8 +98,10 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     fed = Federation(model=model, source=train_src, tokenizer=tokenizer, eos_id=eos_id,
                      config=config, backend=be, device=device, strategy=strategy)
     start_round = 0
+    dataset_id = {"path": config.data.path, "index_sha256": train_src.index_sha256}
     if ckpt_path is not None:
         state = load_checkpoint(ckpt_path)
+        _check_dataset(state.get("dataset"), dataset_id, ckpt_path, allow_dataset_change)
         fed.load_state_dict(state)
         start_round = state["round"]
         if main:
@@ -103,47 +109,29 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
             _truncate_jsonl(run_dir / "personalization.jsonl", start_round)
     if main:
         echo(f"model: {num_parameters(model):,} parameters {args}; run dir: {run_dir}")
+        for note in config.notes(len(train_src.keys)):
+            echo(f"note: {note}")
 
     eval_clients = ([_eval_clients(s, spec, tokenizer, eos_id, config)
                      for s, spec in zip(eval_srcs, config.eval.datasets)] if main else [])
     progress = _progress(range(start_round, config.rounds), enabled=main and run_cfg.progress)
-    last_good = ckpt_path
-    for r in progress:
-        t0 = time.perf_counter()
-        try:
-            row: dict[str, Any] = {"round": r, **fed.run_round(r)}
-        except NonFiniteLossError as e:
-            kept = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was saved"
-            raise NonFiniteLossError(
-                f"{e}; stopping. {kept}. Lower client.lr / server.lr or set "
-                "client.grad_clip_norm, then resume from the checkpoint."
-            ) from None
-        seconds = time.perf_counter() - t0
-        row["seconds"] = seconds
-        row["tokens_per_s"] = row["tokens"] / seconds if seconds > 0 else 0.0
-        last = r + 1 == config.rounds
-        if main and (last or (config.eval.every and (r + 1) % config.eval.every == 0)):
-            row.update(_evaluate(fed, eval_model, model, eval_clients, config, r, run_dir,
-                                 eval_srcs))
-        if main:
-            log.append(row)
-            if hasattr(progress, "set_postfix"):
-                progress.set_postfix(loss=f"{row['train_loss']:.3f}",
-                                     tok_s=f"{row['tokens_per_s']:.0f}")
-        if last or (r + 1) % run_cfg.checkpoint_every == 0:
-            if main:
-                state = {"round": r + 1, "model_args": args,
-                         "config": to_dict(config), **fed.state_dict()}
-                last_good = save_checkpoint(run_dir, state, run_cfg.keep_checkpoints)
-                log.write_csv()
-            be.barrier()
+    say = progress.write if hasattr(progress, "write") else echo  # above the progress bar
+    loggers = make_loggers(run_cfg.loggers, run_dir, to_dict(config), resume) if main else []
+    try:
+        _train(fed, config, be, progress, log, loggers, say, ckpt_path, args,
+               eval_model, model, eval_clients, eval_srcs, dataset_id)
+    finally:
+        for lg in loggers:
+            lg.close()
     fed.load_global(eval_model)
     plots: list[Path] = []
     rows = log.read() if main else []
     if main:
         log.write_csv()
         (run_dir / "plots").mkdir(exist_ok=True)
-        plots.append(plot_losses(rows, run_dir / "plots" / "loss.png"))
+        title = f"{run_dir.name}: {config.algorithm.name}, {config.rounds} rounds"
+        plots.append(plot_losses(rows, run_dir / "plots" / "loss.png", title=title,
+                                 train_label=train_loss_label(config.algorithm.name)))
         pers = plot_personalization(run_dir / "personalization.jsonl",
                                     run_dir / "plots" / "personalization.png")
         if pers is not None:
@@ -215,28 +203,57 @@ def _progress(rounds: range, enabled: bool) -> Any:
                 total=rounds.stop, dynamic_ncols=True)
 
 
-def summary_table(rows: list[dict[str, Any]]) -> str:
-    """The last round's main numbers as an aligned text table."""
-    if not rows:
-        return "(no rounds)"
-    last = rows[-1]
-    lines = [(f"round {last['round'] + 1}: train loss {last['train_loss']:.4f}, "
-              f"{last['tokens_per_s']:.0f} tokens/s")]
-    evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
-    if evals:
-        e = evals[-1]
-        for k in sorted(k for k in e if k.startswith("eval/") and k.endswith("/loss")):
-            name = k[len("eval/"):-len("/loss")]
-            ppl = e.get(f"eval/{name}/ppl")
-            lines.append(f"eval {name:<20} loss {e[k]:.4f}  ppl {ppl if ppl is None else round(ppl, 2)}"
-                         f"  clients {int(e[f'eval/{name}/clients'])}")
-        pers_names = sorted({k.split("/")[1] for k in e if k.startswith("pers/")})
-        if pers_names:
-            lines.append(f"{'personalization':<28}{'p10':>8}{'p50':>8}{'p90':>8}")
-        for name in pers_names:
-            for phase in ("pre", "post"):
-                vals = [e.get(f"pers/{name}/{phase}_p{q}") for q in (10, 50, 90)]
-                cells = "".join(f"{v:>8.4f}" if v is not None and math.isfinite(v) else f"{'-':>8}"
-                                for v in vals)
-                lines.append(f"  {name + ' ' + phase:<26}{cells}")
-    return "\n".join(lines)
+def _train(fed: Federation, config: TrainConfig, be: Any, progress: Any, log: MetricsLog,
+           loggers: list[Any], say: Any, last_good: Path | None, args: dict[str, Any],
+           eval_model: torch.nn.Module, model: torch.nn.Module,
+           eval_clients: list[list[ClientData]], eval_srcs: list[datasets.GroupSource],
+           dataset_id: dict[str, Any]) -> None:
+    """The rounds of ``progress``: train, evaluate, log, checkpoint."""
+    main, run_cfg, run_dir = be.rank == 0, config.run, log.jsonl.parent
+    for r in progress:
+        t0 = time.perf_counter()
+        try:
+            row: dict[str, Any] = {"round": r, **fed.run_round(r)}
+        except NonFiniteLossError as e:
+            kept = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was saved"
+            raise NonFiniteLossError(
+                f"{e}; stopping. {kept}. Lower client.lr / server.lr or set "
+                "client.grad_clip_norm, then resume from the checkpoint."
+            ) from None
+        seconds = time.perf_counter() - t0
+        row["seconds"] = seconds
+        row["tokens_per_s"] = row["tokens"] / seconds if seconds > 0 else 0.0
+        last = r + 1 == config.rounds
+        if main and (last or (config.eval.every and (r + 1) % config.eval.every == 0)):
+            row.update(_evaluate(fed, eval_model, model, eval_clients, config, r, run_dir,
+                                 eval_srcs))
+            for line in eval_lines(row):
+                say(line)
+        if main:
+            log.append(row)
+            for lg in loggers:
+                lg.log(row)
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix(loss=f"{row['train_loss']:.3f}",
+                                     tok_s=f"{row['tokens_per_s']:.0f}")
+        if last or (r + 1) % run_cfg.checkpoint_every == 0:
+            if main:
+                state = {"round": r + 1, "model_args": args, "config": to_dict(config),
+                         "dataset": dataset_id, **fed.state_dict()}
+                last_good = save_checkpoint(run_dir, state, run_cfg.keep_checkpoints)
+                log.write_csv()
+            be.barrier()
+
+
+def _check_dataset(saved: dict[str, Any] | None, now: dict[str, Any], ckpt: Path,
+                   allow_change: bool) -> None:
+    """Refuse to resume on other data than the checkpoint's, unless allowed."""
+    if allow_change or saved is None or saved.get("index_sha256") is None \
+            or now["index_sha256"] is None or saved["index_sha256"] == now["index_sha256"]:
+        return
+    raise CheckpointError(
+        f"--resume: checkpoint {ckpt} was trained on dataset {saved['path']!r} (group index "
+        f"sha256 {saved['index_sha256'][:12]}...), but data.path {now['path']!r} now holds "
+        f"another dataset (index {now['index_sha256'][:12]}...); resume on the original data, "
+        "or pass --allow-dataset-change to continue on this one"
+    )
