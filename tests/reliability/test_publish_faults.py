@@ -147,7 +147,7 @@ def test_overwrite_through_both_paths_leaves_nothing(tmp_path):
 
 def test_a_leftover_from_another_machine_is_left_until_stale(tmp_path):
     out, _ = _old(tmp_path)
-    other = tmp_path / ".out.fedgroups-staging-1-0badc0de-12345678"  # PID 1 of another host
+    other = tmp_path / ".out.fedgroups-staging-1-h0badc0de-12345678"  # PID 1 of another host
     other.mkdir()
     (other / "part.parquet").write_bytes(b"being written elsewhere")
     assert recover(out) == [] and other.exists()  # its PID means nothing here
@@ -183,3 +183,18 @@ def test_random_kill_9_during_overwrites(tmp_path):
         seen.add(frozenset(tags(out)))
         assert seen <= {frozenset({"old"}), frozenset({"new"})}
         assert leftovers(out) == []
+
+
+def test_a_concurrent_build_in_the_same_process_keeps_its_staging(tmp_path):
+    from fedgroups.format.publish import make_staging
+    staging = make_staging(str(tmp_path / "a"))  # as a build running in another thread
+    fg.build(rows("new"), "field:user", str(tmp_path / "b"), workers=1, progress=False)
+    assert os.path.isdir(staging)  # the build of b, in the same folder, left it alone
+    os.rmdir(staging)
+
+
+def test_a_leftover_of_the_old_protocol_is_restored(tmp_path):
+    out, _ = _old(tmp_path)
+    os.rename(out, str(tmp_path / ".out.fedgroups-staging-999999-abcdef12-old"))  # killed
+    assert any(d.startswith("restored") for d in recover(out))
+    _sound(out, "old")

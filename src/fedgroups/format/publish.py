@@ -39,6 +39,7 @@ from fedgroups.format.layout import is_dataset, manifest_path
 _STAGING = ".fedgroups-staging-"
 _OLD = ".fedgroups-old-"
 OTHER_HOST_STALE_SECONDS = 24 * 3600
+_MINE: set[str] = set()  # staging folders this process made (its builds may run in threads)
 FAULT_ENV = "FEDGROUPS_TEST_FAULT"
 FAULT_EXIT = 77
 # Every point where a test may kill a build or a recovery, in the order they are reached.
@@ -130,19 +131,23 @@ def _leftovers(parent: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def _host() -> str:
-    """This machine, as 8 hex digits in the names of the folders its builds make."""
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    """This machine, as "h" and 8 hex digits in the names of the folders its builds make."""
+    return "h" + hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _owner_alive(owner: str, path: str) -> bool:
     """May the build that made ``path`` still run? ``owner`` is "PID-HOST-ID" (or the
     older "PID-ID"). A PID says nothing about another machine's processes (a shared
-    folder): a folder from elsewhere counts as abandoned only once untouched for a day."""
+    folder): a folder from elsewhere counts as abandoned only once untouched for a day.
+    This process's own PID counts as alive only for the folders it made (another build
+    running in it); otherwise the PID was reused after the one that made it died."""
     parts = owner.split("-")
     pid = int(parts[0]) if parts[0].isdigit() else None
-    if len(parts) >= 3 and parts[1] != _host():
+    if len(parts) >= 3 and parts[1].startswith("h") and parts[1] != _host():
         return time.time() - _newest_mtime(path) < OTHER_HOST_STALE_SECONDS
-    return pid is not None and pid != os.getpid() and psutil.pid_exists(pid)
+    if pid == os.getpid():
+        return os.path.basename(path) in _MINE
+    return pid is not None and psutil.pid_exists(pid)
 
 
 def recover(out: str) -> list[str]:
@@ -194,6 +199,7 @@ def make_staging(out: str) -> str:
         path = os.path.join(parent, f".{name}{_STAGING}{os.getpid()}-{_host()}-"
                                     f"{uuid.uuid4().hex[:8]}")
         os.makedirs(path)
+        _MINE.add(os.path.basename(path))
     except OSError as e:
         raise SettingError(
             f"{out}: cannot create a folder in {parent} ({e.strerror or e}); the build writes "
