@@ -340,3 +340,13 @@ def test_base_processor_is_a_no_op() -> None:
     assert p.process_update(d, _update(), ctx) is d
     assert p.process_aggregate(d, {}, ctx) is d
     assert p.metrics() == {} and p.state_dict() == {}
+
+
+def test_a_robust_aggregator_is_refused_across_ranks(user_module: Any) -> None:
+    class TwoRanks(SequentialBackend):
+        world_size = 2  # the check happens before any reduction
+
+    fed = _federation({"strategy.aggregator": {"factory": f"{user_module.__name__}:Median"}})
+    fed.backend = TwoRanks()
+    with pytest.raises(ConfigError, match="Median replaces total.*'sequential' only"):
+        fed.run_round(0)

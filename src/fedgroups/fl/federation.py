@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from fedgroups.fl.algorithms import Params, load_params, split_param_names
+from fedgroups.fl.algorithms import Aggregator, Params, load_params, split_param_names
 from fedgroups.fl.backends import Backend
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import TrainConfig
@@ -91,6 +91,9 @@ class Federation:
         ctx = RoundContext(round=round_, seed=cfg.seed, num_participants=len(keys))
         start = {n: t.clone() for n, t in self.server.snapshot().items()}
         aggregate = strategy.aggregator(start)
+        if self.backend.world_size > 1 and type(aggregate).total is not Aggregator.total:
+            raise ConfigError(f"strategy.aggregator {type(aggregate).__name__} replaces total(): "
+                              "it runs with backend 'sequential' only")
         params = dict(self.model.named_parameters())
         first_bad = None
         for pos in self.backend.positions(len(keys)):
