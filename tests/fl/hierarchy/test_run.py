@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from fedgroups.fl import cli
@@ -120,6 +121,10 @@ def test_an_explicit_tree_over_two_datasets(world_data: str, tmp_path: Path,
     rows = {m.node: m for m in records.read_metrics(tmp_path / "run")}
     assert rows["w/far/nl"].clients == 1 and rows["w"].clients == 2 + 1 + 1
     assert {e.federation for e in result.evals} == {"w/rom/es", "w/rom/it", "w/far/nl", "*"}
+    es, nl = result.eval_params("w/rom/es"), result.eval_params("w/far/nl")
+    assert es.keys() == nl.keys() == set(result.root.server.params) | set(result.root.shared.key_names)
+    assert torch.equal(es["tok_emb.weight"], nl["tok_emb.weight"])  # one backbone
+    assert not torch.equal(es["blocks.1.mlp.fc.weight"], nl["blocks.1.mlp.fc.weight"])
 
 
 def test_a_transformers_gpt2_with_its_last_block_as_key_layers(
