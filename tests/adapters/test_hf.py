@@ -38,3 +38,12 @@ def test_dataset_to_hf_names_a_missing_key(ds):
     with pytest.raises(KeyError, match="u9"):
         ds.to_hf(["u9"])
     assert len(ds.to_hf([])) == 0
+
+
+def test_streamed_and_split_groups_convert_too(ds):
+    """Groups from a stream (rows decoded ahead) and from split_examples (some rows)."""
+    streamed = {g.key: list(g.to_hf()["n"]) for g in ds.groups(seed=3)}
+    assert streamed == {f"u{k}": list(range(k, 50, 5)) for k in range(5)}
+    parts = ds.group("u1").split_examples({"train": 0.6, "test": 0.4})
+    assert list(parts["train"].to_hf()["n"]) == [1, 6, 11, 16, 21, 26]
+    assert list(parts["test"].to_hf()["n"]) == [31, 36, 41, 46]
