@@ -107,9 +107,7 @@ def manifest_problems(m: dict[str, Any]) -> list[str]:
                 if k not in m]
     if problems:
         return problems
-    if "build_id" not in m and m.get("format_version", 1) >= 2:
-        problems.append("no build id (every version-2 dataset has one)")
-    elif "build_id" in m and not is_build_id(m["build_id"]):
+    if "build_id" in m and not is_build_id(m["build_id"]):
         problems.append(f"build_id {m['build_id']!r} is not 32 hex digits")
     key = m["key"]
     if not isinstance(key, dict) or key.get("type") not in KEY_TYPES \

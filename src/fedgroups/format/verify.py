@@ -106,7 +106,10 @@ def _index(root: str, manifest: dict[str, Any], problems: list[str]) -> pa.Table
 def _same_build(path: str, metadata: dict[bytes, bytes] | None, manifest: dict[str, Any],
                 problems: list[str]) -> None:
     want, got = manifest.get("build_id"), build_id_of(metadata)
-    if want is not None and got != want:
+    if want is None and got is not None:
+        problems.append(f"{path}: belongs to build {got}, the manifest names no build (an "
+                        "older manifest, or one altered)")
+    elif want is not None and got != want:
         problems.append(f"{path}: belongs to build {got or 'none'}, the manifest is build "
                         f"{want} (a file from another build)")
 
