@@ -204,3 +204,16 @@ def test_key_layers_default_to_the_last_block_and_bad_globs_fail() -> None:
         key_param_names(ours, ("*",))
     with pytest.raises(HierarchyError, match="no numbered blocks"):
         default_key_globs(["w", "b"])
+
+
+def test_the_resolved_section_parses_back_to_the_same_config() -> None:
+    from fedgroups.fl.config import to_dict
+
+    for data in ({"levels": ["family", "lang"], "level_settings": [{}, {"rounds": 2}],
+                  "node_settings": {"es": {"privacy": {"clip_norm": float("inf"),
+                                                       "noise_multiplier": 0.0}}}},
+                 {"method": "fedper", "key_params": ["blocks.1.mlp.*"], "nodes": [
+                     {"name": "w", "children": ["a"]},
+                     {"name": "a", "keys": ["x*"], "dataset": "d", "server": {"lr": 0.5}}]}):
+        parsed = parse_hierarchy(data)
+        assert parse_hierarchy(to_dict(parsed)) == parsed
