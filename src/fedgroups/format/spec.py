@@ -59,7 +59,7 @@ def key_type_name(t: pa.DataType) -> str:
 
 
 def index_schema(key_type: pa.DataType, group_fields: Sequence[pa.Field] = ()) -> pa.Schema:
-    """Schema of index.parquet: one row per (group, part), then any group columns."""
+    """Schema of the index: one row per (group, part), then any group columns."""
     return pa.schema(
         [
             pa.field("key", key_type, nullable=False),
