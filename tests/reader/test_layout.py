@@ -130,3 +130,14 @@ def test_no_module_reaches_into_another_modules_private_members():
                     and not node.attr.startswith("__") and node.attr not in own):
                 trouble.append(f"{name}:{node.lineno} .{node.attr}")
     assert not trouble, trouble
+
+
+def test_groups_are_made_only_by_group_make():
+    # object.__new__ fills slots by hand: only group.py's Group.make may do it
+    trouble = []
+    for name, tree in _trees().items():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr == "__new__"
+                    and name != f"{PACKAGE}.group"):
+                trouble.append(f"{name}:{node.lineno}")
+    assert not trouble, trouble

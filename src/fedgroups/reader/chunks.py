@@ -220,9 +220,9 @@ class Chunk:
         # (and marked taken, so iterating it again converts afresh, never shares them).
         store, columns, decoded, others, feed = self._store, self._columns, self._decoded, \
             self._others, self._feed
-        schema, names, shards, taken, whole = store.schema, store.columns, store.shards, \
-            self._taken, self._whole
-        dicts_ok = self._dicts_ok
+        files, taken, whole, dicts_ok = store.group_files, self._taken, self._whole, \
+            self._dicts_ok
+        make = Group.make
         ready: list[list[dict[str, Any]]] | None = None  # the previous group's
         for slot, (key, k, x, n, nb, nw) in enumerate(zip(
                 self._keys, self._which, self._lo, self._count, self._nbytes, self._nwords)):
@@ -252,10 +252,8 @@ class Chunk:
                         taken[slot] = 1
                         mine = ready = [every[x:x + n]]
             self.handed = slot + 1
-            # by position (a stream makes tens of thousands of groups a second): rows
-            # x:x+n of the row group, the slot-th group of this chunk (see Group.__init__)
-            yield Group(key, n, nb, nw, schema, names, shards, None, None, None, None, None,
-                        columns, rb.batch, x, self, slot, mine)
+            # rows x:x+n of the row group, the slot-th group of this chunk (see Group.make)
+            yield make(key, n, nb, nw, files, columns, rb.batch, x, self, slot, mine)
 
 
 def plan_chunk(store: Store, ids: np.ndarray, columns: list[str], preload_bytes: int,

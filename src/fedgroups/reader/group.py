@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -41,6 +42,24 @@ class Part(NamedTuple):
     num_rows: int
 
 
+@dataclass(frozen=True)
+class GroupFiles:
+    """What a group reads its rows with: the dataset's schema and column names (without
+    the key column) and its shard files. One per dataset, shared by all its groups."""
+
+    schema: pa.Schema
+    columns: list[str]
+    shards: ShardCache
+
+
+class Subset(NamedTuple):
+    """Some of a group's examples (made by :meth:`Group.split_examples`)."""
+
+    rows: np.ndarray  # sorted positions inside the group
+    total_bytes: int  # the whole group's sizes, for estimating the subset's
+    total_words: int
+
+
 def _concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
@@ -52,48 +71,63 @@ def _concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 class Group:
     """One group: its key, its sizes, and lazy access to its examples.
 
-    ``rows`` (sorted positions inside the group) restricts the group to some of its
-    examples, as made by :meth:`split_examples`; sizes in bytes and words are then
-    estimated in proportion.
+    A split part of a group (:meth:`split_examples`) holds some of its examples; its sizes
+    in bytes and words are then estimated in proportion. Groups come from a dataset
+    (``ds[key]``, ``ds.groups()``); they are made by :meth:`make`.
     """
 
     # slots: a stream makes tens of thousands of groups a second (cheaper to make, and
     # no per-group dict for the garbage collector to walk)
-    __slots__ = ("_chunk", "_columns", "_lo", "_parts", "_preloaded", "_preloaded_cols",
-                 "_ready", "_rg", "_rows", "_shards", "_slot", "_total_bytes", "_total_words",
-                 "key", "num_bytes", "num_examples", "num_words", "schema")
+    __slots__ = ("_chunk", "_files", "_lo", "_parts", "_preloaded", "_preloaded_cols",
+                 "_ready", "_rg", "_slot", "_subset", "key", "num_bytes", "num_examples",
+                 "num_words")
 
-    def __init__(self, key: Key, num_examples: int, num_bytes: int, num_words: int,
-                 schema: pa.Schema, columns: list[str], shards: ShardCache,
-                 parts: list[Part] | None = None, rows: np.ndarray | None = None,
-                 total_bytes: int | None = None, total_words: int | None = None,
-                 batches: list[pa.RecordBatch] | None = None,
-                 batch_columns: list[str] | None = None,
-                 row_group: pa.RecordBatch | None = None, first: int = 0,
-                 chunk: StreamChunk | None = None, slot: int = 0,
-                 ready: list[list[dict[str, Any]]] | None = None) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a Group comes from its dataset (ds[key], ds.groups(), ...); the "
+                        "reader makes one with Group.make")
+
+    @classmethod
+    def make(cls, key: Key, num_examples: int, num_bytes: int, num_words: int,
+             files: GroupFiles, batch_columns: list[str] | None = None,
+             row_group: pa.RecordBatch | None = None, first: int = 0,
+             chunk: StreamChunk | None = None, slot: int = 0,
+             ready: list[list[dict[str, Any]]] | None = None, *,
+             parts: list[Part] | None = None, subset: Subset | None = None,
+             batches: list[pa.RecordBatch] | None = None) -> Group:
         """The one way to make a Group (the Store, a stream's chunks and
-        :meth:`split_examples` call it). It computes nothing: a stream makes tens of
-        thousands of groups a second, so they pass their arguments by position.
+        :meth:`split_examples` call it). It only stores its arguments: a stream makes
+        tens of thousands of groups a second and passes the first eleven by position
+        (a class call with ``__init__`` costs twice the instructions). Where the rows are:
 
-        ``columns`` is ``schema.names`` (shared, not copied per group). Where the rows are:
-
-        * ``parts`` in ``shards`` (``rows``: only these positions inside the group, whose
-          sizes without the restriction are ``total_bytes``/``total_words``), read lazily;
-        * ``batches``: the rows (``batch_columns`` of them) read already;
-        * a streamed group: rows ``first:first+num_examples`` of the decoded ``row_group``,
-          the ``slot``-th group of ``chunk``, which knows its part (``parts`` is None) and
-          may hold its rows as dicts; ``ready``: those dicts, made with the group.
+        * ``parts`` of the shards in ``files``, read lazily when asked for (``subset``:
+          only some of the group's examples);
+        * ``batches``: the rows (``batch_columns`` of them), read already;
+        * a streamed group: rows ``first:first+num_examples`` of the decoded ``row_group``
+          (``batch_columns`` of them); the group is the ``slot``-th of ``chunk``, which
+          knows its part (``parts`` is None) and may hold its rows as dicts; ``ready``:
+          those dicts, made with the group.
         """
-        self.key = key
-        self.num_examples, self.num_bytes, self.num_words = num_examples, num_bytes, num_words
-        self._total_bytes = num_bytes if total_bytes is None else total_bytes
-        self._total_words = num_words if total_words is None else total_words
-        self.schema, self._columns, self._shards = schema, columns, shards
-        self._parts, self._rows = parts, rows
-        self._preloaded, self._preloaded_cols = batches, batch_columns or []
-        self._rg, self._lo = row_group, first
-        self._chunk, self._slot, self._ready = chunk, slot, ready
+        g = object.__new__(cls)
+        g.key = key
+        g.num_examples = num_examples
+        g.num_bytes = num_bytes
+        g.num_words = num_words
+        g._files = files
+        g._preloaded_cols = batch_columns
+        g._rg = row_group
+        g._lo = first
+        g._chunk = chunk
+        g._slot = slot
+        g._ready = ready
+        g._parts = parts
+        g._subset = subset
+        g._preloaded = batches
+        return g
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The examples' columns (without the group key column)."""
+        return self._files.schema
 
     @property
     def parts(self) -> list[Part]:
@@ -118,16 +152,17 @@ class Group:
         return self.num_examples
 
     def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
-        cols = list(columns) if columns is not None else self._columns
+        every = self._files.columns
+        cols = list(columns) if columns is not None else every
         for name in cols:
-            if name not in self._columns:
-                raise KeyError(f"no column {name!r}; columns are {self._columns}")
+            if name not in every:
+                raise KeyError(f"no column {name!r}; columns are {every}")
         return cols
 
     def _read(self, cols: list[str]) -> Iterator[pa.RecordBatch]:
+        shards = self._files.shards
         for p in self.parts:
-            yield from self._shards.read_group_rows(p.shard, p.first_row, p.num_rows, cols,
-                                                    self.key)
+            yield from shards.read_group_rows(p.shard, p.first_row, p.num_rows, cols, self.key)
 
     def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
         """The group's rows as zero-copy slices of its row groups, in order."""
@@ -139,14 +174,15 @@ class Group:
             source = (b.select(cols) for b in pre)
         else:
             source = self._read(cols)
-        if self._rows is None:
+        if self._subset is None:
             yield from source
             return
+        rows = self._subset.rows
         offset = 0
         for b in source:
-            lo, hi = np.searchsorted(self._rows, [offset, offset + b.num_rows])
+            lo, hi = np.searchsorted(rows, [offset, offset + b.num_rows])
             if hi > lo:
-                yield b.take(pa.array(self._rows[lo:hi] - offset))
+                yield b.take(pa.array(rows[lo:hi] - offset))
             offset += b.num_rows
 
     def tables(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
@@ -160,13 +196,14 @@ class Group:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         rg = self._rg
-        if (rg is not None and self.num_examples <= batch_size and self._rows is None
-                and self._preloaded_cols == (self._columns if columns is None else columns)):
+        if (rg is not None and self.num_examples <= batch_size and self._subset is None
+                and self._preloaded_cols == (self._files.columns if columns is None
+                                             else columns)):
             return iter((rg.slice(self._lo, self.num_examples),))  # streamed: zero-copy
         pre = self._pre()
-        if (pre is not None and len(pre) == 1 and self._rows is None
+        if (pre is not None and len(pre) == 1 and self._subset is None
                 and pre[0].num_rows <= batch_size
-                and (self._preloaded_cols == self._columns if columns is None
+                and (self._preloaded_cols == self._files.columns if columns is None
                      else self._preloaded_cols == columns)):
             return iter(pre)  # fast path: a small group read whole by the stream
         return self._rebatch(batch_size, columns)
@@ -230,15 +267,17 @@ class Group:
         """
         salt = int.from_bytes(hashlib.blake2b(repr(self.key).encode(), digest_size=4).digest(),
                               "little")
-        base = np.arange(self.num_examples) if self._rows is None else self._rows
-        total = sum(p.num_rows for p in self.parts)  # the group's, without ``rows``
+        sub = self._subset
+        if sub is None:  # the whole group
+            sub = Subset(np.arange(self.num_examples), self.num_bytes, self.num_words)
+        total = sum(p.num_rows for p in self.parts)  # the whole group's examples
         out = {}
         for name, pos in split_rows(self.num_examples, fractions, seed, salt).items():
             n = len(pos)
             share = n / total if total else 0.0
-            out[name] = Group(self.key, n, round(self._total_bytes * share),
-                              round(self._total_words * share), self.schema, self._columns,
-                              self._shards, parts=self.parts, rows=base[pos],
-                              total_bytes=self._total_bytes, total_words=self._total_words,
-                              batches=self._pre(), batch_columns=self._preloaded_cols)
+            out[name] = Group.make(
+                self.key, n, round(sub.total_bytes * share), round(sub.total_words * share),
+                self._files, self._preloaded_cols, parts=self.parts,
+                subset=Subset(sub.rows[pos], sub.total_bytes, sub.total_words),
+                batches=self._pre())
         return out

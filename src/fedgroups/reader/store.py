@@ -21,7 +21,7 @@ import pyarrow as pa
 from fedgroups.format.manifest import read_manifest, schema_from_json
 from fedgroups.format.rows import column_values
 from fedgroups.format.spec import KEY_COLUMN
-from fedgroups.reader.group import Group, Key, Part
+from fedgroups.reader.group import Group, GroupFiles, Key, Part
 from fedgroups.reader.index import IndexArrays, load_index
 from fedgroups.reader.shards import ShardCache
 
@@ -29,8 +29,9 @@ from fedgroups.reader.shards import ShardCache
 class Store:
     """A dataset's manifest, index (as a table and as arrays), shard files and schema.
 
-    ``schema`` and ``columns`` are the examples' columns (without the group key column).
-    Opening checks the manifest and the index (see :func:`Store.open`); shards are
+    ``schema`` and ``columns`` are the examples' columns (without the group key column);
+    ``group_files`` is the three together, as every Group of the dataset reads its rows with
+    them. Opening checks the manifest and the index (see :func:`Store.open`); shards are
     checked when first read.
     """
 
@@ -46,6 +47,7 @@ class Store:
         full = schema_from_json(manifest["schema"])
         self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN])
         self.columns: list[str] = self.schema.names
+        self.group_files = GroupFiles(self.schema, self.columns, self.shards)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Store:
@@ -111,9 +113,8 @@ class Store:
             key = a.keys[gid].as_py()
         num_examples = parts[0].num_rows if len(parts) == 1 else \
             sum(p.num_rows for p in parts)
-        return Group(key, num_examples, int(a.bytes[gid]), int(a.words[gid]), self.schema,
-                     self.columns, self.shards, parts=parts, batches=batches,
-                     batch_columns=batch_columns)
+        return Group.make(key, num_examples, int(a.bytes[gid]), int(a.words[gid]),
+                          self.group_files, batch_columns, parts=parts, batches=batches)
 
     def read_group(self, parts: Sequence[Part], columns: list[str], key: Key,
                    ) -> list[pa.RecordBatch]:
