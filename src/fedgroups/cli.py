@@ -10,9 +10,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from fedgroups.errors import FedGroupsError
-from fedgroups.format.layout import CARD_FILE
-from fedgroups.keys.registry import KEYSPEC_HELP
 from fedgroups.terminal import human_bytes
+
+# `fedgroups --help` and every parser are built without numpy or pyarrow: the KEYSPEC list
+# (which needs the key functions, hence numpy) is filled in only when build's help is shown.
+_KEYSPEC_HELP = "\0keyspec-help"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help == _KEYSPEC_HELP:
+            from fedgroups.keys.registry import KEYSPEC_HELP
+            return KEYSPEC_HELP.replace("%", "%%")
+        return action.help
 
 
 def table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
@@ -34,6 +44,8 @@ def _describe_source(src: dict[str, Any]) -> str:
 
 
 def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+    from fedgroups.format.layout import CARD_FILE
+
     t = manifest["totals"]
     b = manifest.get("build", {})
     src = manifest.get("source", {})
@@ -66,6 +78,7 @@ def info_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _add_build(sub: Any) -> None:
     p = sub.add_parser("build", help="group a dataset by a key and write it",
+                       formatter_class=_HelpFormatter,
                        description="Group SOURCE by KEYSPEC and write a grouped dataset to OUT.")
     p.usage = ("fedgroups build SOURCE [SOURCE ...] OUT --key KEYSPEC [options]\n"
                "       fedgroups build --recipe NAME OUT [options]")
@@ -74,7 +87,7 @@ def _add_build(sub: Any) -> None:
                    "e.g. a glob the shell expanded), local or URLs (gs://, s3://, "
                    "hf://datasets/...); or one of hf:NAME[:CONFIG], stdlib:. "
                    "OUT: the output directory (last)")
-    p.add_argument("--key", help=KEYSPEC_HELP)
+    p.add_argument("--key", help=_KEYSPEC_HELP)
     p.add_argument("--recipe", help="a named dataset (fedc4, fedwiki, fedbookco, fedccnews, "
                    "shakespeare); then only OUT is given")
     p.add_argument("--recipe-option", action="append", default=[], metavar="KEY=VALUE",

@@ -6,10 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from fedgroups.stats.labels import heterogeneity, heterogeneity_summary, label_counts
-from fedgroups.stats.plots import plot_stats
-from fedgroups.stats.summary import as_dataset, format_summary, group_table, summary
-
 
 def add_stats_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -27,6 +23,11 @@ def add_stats_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    # imported here so that building the parser (fedgroups --help) imports no pyarrow
+    from fedgroups.stats.labels import heterogeneity, heterogeneity_summary, label_counts
+    from fedgroups.stats.plots import plot_stats
+    from fedgroups.stats.summary import as_dataset, format_summary, group_table, summary
+
     ds = as_dataset(args.path)
     groups = group_table(ds)
     table = summary(ds)
