@@ -94,6 +94,7 @@ def test_csv_keys_that_look_like_numbers_stay_apart(tmp_path, capsys):
     assert [ex["text"] for ex in ds.group("7")] == ["b", "d"]
 
 
+@pytest.mark.slow  # imports torch
 def test_train_output_dir_that_is_a_file(tmp_path, capsys):
     (tmp_path / "a-file").write_text("precious")
     config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tiny.yaml")
