@@ -25,7 +25,7 @@ def add_train_parser(subparsers: Any) -> None:
     )
     p.add_argument("config", nargs="?", help="YAML run config (optional with --resume)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set rounds=200 --set server.lr=1e-3")
+                   help="override a setting, e.g. --set rounds=60 --set client.lr=1e-3")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its latest checkpoint")
     p.add_argument("--backend", choices=["sequential", "distributed"], default="sequential",
