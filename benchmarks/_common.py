@@ -16,45 +16,91 @@ _VOCAB = 20_000
 
 
 def _word_pool(rng: np.random.Generator, nbytes: int) -> bytes:
-    """ASCII text of Zipf-distributed words, about ``nbytes`` long."""
-    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+    """ASCII text of Zipf-distributed words separated by spaces, ``nbytes`` long."""
     lengths = rng.integers(2, 10, size=_VOCAB)
-    vocab = ["".join(map(chr, rng.choice(letters, size=n))) for n in lengths]
-    ids = np.minimum(rng.zipf(1.15, size=nbytes // 5) - 1, _VOCAB - 1)
-    text = " ".join(np.asarray(vocab, dtype=object)[ids]).encode()
-    return text[:nbytes]
+    letters = rng.integers(ord("a"), ord("z") + 1, size=int(lengths.sum()), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ids = np.minimum(rng.zipf(1.15, size=nbytes // 4 + 16) - 1, _VOCAB - 1)
+    wl = lengths[ids] + 1  # each word and its space
+    ends = np.cumsum(wl)
+    k = int(np.searchsorted(ends, nbytes)) + 1
+    ids, wl, ends = ids[:k], wl[:k], ends[:k]
+    pos = np.arange(int(ends[-1])) - np.repeat(ends - wl, wl)  # place within the word
+    src = np.repeat(starts[ids], wl) + np.minimum(pos, np.repeat(wl - 2, wl))
+    out = letters[src]
+    out[ends - 1] = ord(" ")
+    return out[:nbytes].tobytes()
+
+
+POOL_BYTES = 64 << 20  # the text pool rows are cut from (reused: memory stays flat)
+SLICE_ROWS = 10_000  # rows cut from one random place of the pool
+BATCH_ROWS = 100_000  # rows written at a time (one Parquet row group each)
 
 
 def make_c4_like(out_dir: str, num_examples: int, *, num_files: int = 8, seed: int = 0,
                  mean_words: int = 200) -> list[str]:
-    """Parquet files with columns url, text, timestamp: C4's shape, Zipf-distributed hosts."""
+    """Parquet files with columns url, text, timestamp: C4's shape, Zipf-distributed hosts.
+
+    Generated and written BATCH_ROWS at a time from one bounded text pool, so 20M examples
+    (tens of GB of text) need no more memory than 1M.
+    """
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     mean_bytes = mean_words * 6
     per_file = -(-num_examples // num_files)
-    pool = np.frombuffer(_word_pool(rng, per_file * mean_bytes * 2 + (1 << 20)), dtype=np.uint8)
+    pool_bytes = min(POOL_BYTES, SLICE_ROWS * mean_bytes * 4 + (1 << 20))
+    pool = np.frombuffer(_word_pool(rng, pool_bytes), dtype=np.uint8)
     num_hosts = max(10, num_examples // 20)
     paths = []
     for f in range(num_files):
-        n = min(per_file, num_examples - f * per_file)
-        if n <= 0:
+        n_file = min(per_file, num_examples - f * per_file)
+        if n_file <= 0:
             break
-        lengths = np.clip(rng.normal(mean_bytes, mean_bytes / 3, size=n), 20,
-                          None).astype(np.int64)
-        start = int(rng.integers(0, len(pool) - lengths.sum()))
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        data = pool[start:start + int(offsets[-1])].tobytes()
-        text = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
-        hosts = np.minimum(rng.zipf(1.3, size=n), num_hosts)
-        host_names = pc.binary_join_element_wise(
-            "site", pa.array(hosts).cast(pa.string()), ".example.com", "")
-        doc = pa.array(np.arange(f * per_file, f * per_file + n)).cast(pa.string())
-        urls = pc.binary_join_element_wise("https://", host_names, "/page/", doc, "")
-        ts = pa.array(1_500_000_000 + rng.integers(0, 10**8, size=n), pa.timestamp("s"))
         path = os.path.join(out_dir, f"c4-{f:05d}.parquet")
-        pq.write_table(pa.table({"url": urls, "text": text, "timestamp": ts}), path)
+        with pq.ParquetWriter(path, _SCHEMA) as writer:
+            for first in range(0, n_file, BATCH_ROWS):
+                n = min(BATCH_ROWS, n_file - first)
+                writer.write_table(pa.concat_tables(
+                    _c4_batch(rng, pool, min(SLICE_ROWS, n - i), f * per_file + first + i,
+                              mean_bytes, num_hosts) for i in range(0, n, SLICE_ROWS)),
+                    row_group_size=BATCH_ROWS)
         paths.append(path)
     return paths
+
+
+_SCHEMA = pa.schema([("url", pa.string()), ("text", pa.string()),
+                     ("timestamp", pa.timestamp("s"))])
+
+
+def _c4_batch(rng: np.random.Generator, pool: np.ndarray, n: int, first_doc: int,
+              mean_bytes: int, num_hosts: int) -> pa.Table:
+    lengths = np.clip(rng.normal(mean_bytes, mean_bytes / 3, size=n), 20,
+                      None).astype(np.int64)
+    lengths = np.minimum(lengths, len(pool) // (2 * n))
+    # consecutive rows of the pool from a random place
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    start = int(rng.integers(0, len(pool) - int(offsets[-1])))
+    data = pool[start:start + int(offsets[-1])].tobytes()
+    text = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+    hosts = np.minimum(rng.zipf(1.3, size=n), num_hosts)
+    host_names = pc.binary_join_element_wise(
+        "site", pa.array(hosts).cast(pa.string()), ".example.com", "")
+    doc = pa.array(np.arange(first_doc, first_doc + n)).cast(pa.string())
+    urls = pc.binary_join_element_wise("https://", host_names, "/page/", doc, "")
+    ts = pa.array(1_500_000_000 + rng.integers(0, 10**8, size=n), pa.timestamp("s"))
+    return pa.table({"url": urls, "text": text, "timestamp": ts}, schema=_SCHEMA)
+
+
+def dir_bytes(path: str) -> int:
+    """Bytes of the files under ``path`` (0 if it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
 
 
 class PeakMemory:
@@ -77,7 +123,11 @@ class PeakMemory:
     def _sample(self) -> int:
         me = self._root
         total = 0
-        for p in [me, *me.children(recursive=True)]:
+        try:
+            tree = [me, *me.children(recursive=True)]
+        except psutil.Error:  # a process of the tree ended while it was being listed
+            tree = [me]
+        for p in tree:
             try:
                 total += p.memory_info().rss
             except psutil.Error:
