@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import apache_beam as beam
 import fsspec
@@ -60,20 +62,35 @@ def test_remote_output_is_written_in_place_with_the_manifest_last(tmp_path):
     fs.rm("/fedgroups-test", recursive=True)
 
 
-def test_no_dataset_left_when_a_pipeline_fails_before_commit(tmp_path):
-    def boom(row):
-        if row["n"] == 10:
-            raise RuntimeError("upstream failure")
-        return row
+# A job whose pipeline fails upstream of WriteGrouped, in a process of its own that then
+# exits (as a failed job does): its staging folder is left behind, owned by a dead process.
+_FAILING_JOB = """
+import sys
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+sys.path.insert(0, sys.argv[2])
+from beam_helpers import DIRECT, skewed_table
+import fedgroups.beam as fgb
 
-    rows = skewed_table(200, seed=9).to_pylist()
+def boom(row):
+    if row["n"] == 10:
+        raise RuntimeError("upstream failure")
+    return row
+
+with beam.Pipeline(options=PipelineOptions(DIRECT)) as p:
+    _ = (p | beam.Create(skewed_table(200, seed=9).to_pylist()) | beam.Map(boom)
+         | fgb.WriteGrouped(sys.argv[1], key="field:user", num_shards=2))
+"""
+
+
+def test_no_dataset_left_when_a_pipeline_fails_before_commit(tmp_path):
     out = str(tmp_path / "out")
-    with pytest.raises(Exception, match="upstream failure"), \
-            beam.Pipeline(options=PipelineOptions(DIRECT)) as p:
-        _ = (p | beam.Create(rows) | beam.Map(boom)
-             | fgb.WriteGrouped(out, key="field:user", num_shards=2))
+    job = subprocess.run([sys.executable, "-c", _FAILING_JOB, out, os.path.dirname(__file__)],
+                         capture_output=True, text=True, timeout=600)
+    assert job.returncode != 0 and "upstream failure" in job.stderr
     assert not os.path.exists(out)
+    assert [e for e in os.listdir(tmp_path) if "staging" in e]  # what the job left
     # the staging directory left beside OUT is not a dataset and the next build removes it
-    fg.build(rows, "field:user", out, progress=False)
+    fg.build(skewed_table(200, seed=9), "field:user", out, progress=False)
     assert no_dataset_left(str(tmp_path / "nothing"))
     assert [e for e in os.listdir(tmp_path) if "staging" in e] == []
