@@ -136,6 +136,29 @@ def test_the_last_evaluation_is_the_one_reported(tmp_path: Path) -> None:
     assert {k: v.ppl for k, v in run.last_eval().items() if k != "*"} == PPL["fl"]
 
 
+def test_compare_after_a_given_round(tmp_path: Path) -> None:
+    """--round N: the evaluation after round N, tokens and steps up to it; a run that goes
+    on past N (unfinished) is fine, one that has not reached N, or not evaluated, is not."""
+    done = fake_run(tmp_path, "done", "fl", ppl=PPL["fl"], rounds=3, planned=3)
+    going = fake_run(tmp_path, "going", "worldlm", ppl=PPL["worldlm"], rounds=3, planned=9)
+    result = compare([done, going], tmp_path / "cmp", at_round=2, plots=False)
+    fl, w = result["rows"]
+    assert fl.ppl["world/slavic/ru"].mean == pytest.approx(60.0 * 1.5)  # round 2 of 3
+    assert w.ppl["world/slavic/ru"].mean == pytest.approx(41.0 * 1.5)
+    assert fl.tokens.mean == 50_000 * 2 // 3 and fl.steps.mean == 400 * 2 // 3
+    assert result["notes"][0].startswith("compared after root round 2")
+    with pytest.raises(RunDirError, match="fewer than --round 4"):
+        load_run(done, at_round=4)
+    with pytest.raises(RunDirError, match="unfinished"):
+        load_run(going)
+    lines = [ln for ln in (done / rec.EVAL_FILE).read_text().splitlines()
+             if '"round": 1' not in ln]
+    (done / rec.EVAL_FILE).write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunDirError, match=r"no evaluation after round 2; it evaluated after "
+                                          r"rounds \[1, 3\]"):
+        load_run(done, at_round=2)
+
+
 def test_attention_trace_follows_self_weight_and_residual_mass(tmp_path: Path) -> None:
     run = load_run(fake_run(tmp_path, "w", "worldlm", ppl=PPL["worldlm"], attention=True))
     trace = attention_trace(run.attention)

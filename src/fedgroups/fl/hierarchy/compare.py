@@ -42,6 +42,8 @@ class Run:
     leaves: list[str]  # leaf federation paths, tree order
     finished: bool
     rounds_planned: int | None
+    tokens: int  # training tokens and client steps up to the compared round
+    steps: int
 
     def last_eval(self) -> dict[str, rec.EvalRecord]:
         """federation -> its record at the last evaluated round (MEAN_FEDERATION included)."""
@@ -49,8 +51,12 @@ class Run:
         return {r.federation: r for r in self.evals if r.round == last}
 
 
-def load_run(path: str | Path, *, partial: bool = False) -> Run:
-    """Read one run directory; RunDirError says what is missing and what to do."""
+def load_run(path: str | Path, *, partial: bool = False, at_round: int | None = None) -> Run:
+    """Read one run directory; RunDirError says what is missing and what to do.
+
+    ``at_round`` (root rounds done, from 1) compares the runs as they were after that round:
+    its evaluation, and tokens and steps up to it; the run may go on beyond it.
+    """
     run_dir = Path(path)
     if not run_dir.exists():
         raise RunDirError(f"{run_dir}: no such run directory")
@@ -79,6 +85,10 @@ def load_run(path: str | Path, *, partial: bool = False) -> Run:
                           "evaluation (eval.every), or resume the run")
     planned = config.get("rounds")
     finished = planned is None or summary.rounds >= int(planned)
+    tokens, steps = summary.tokens, summary.steps
+    if at_round is not None:
+        evals, metrics, attention, finished, tokens, steps = _up_to(
+            run_dir, at_round, summary.rounds, evals, metrics, attention)
     if not finished and not partial:
         raise RunDirError(f"{run_dir}: unfinished, {summary.rounds} of {planned} rounds done; "
                           "resume it with `fedgroups train` (same config), or pass --partial "
@@ -90,7 +100,30 @@ def load_run(path: str | Path, *, partial: bool = False) -> Run:
     return Run(path=run_dir, method=summary.method, seed=None if seed is None else int(seed),
                summary=summary, evals=evals, metrics=metrics, attention=attention,
                leaves=list(dict.fromkeys(leaves)), finished=finished,
-               rounds_planned=None if planned is None else int(planned))
+               rounds_planned=None if planned is None else int(planned), tokens=tokens,
+               steps=steps)
+
+
+def _up_to(run_dir: Path, at_round: int, done: int, evals: list[rec.EvalRecord],
+           metrics: list[rec.NodeRoundRecord], attention: list[rec.AttentionRecord],
+           ) -> tuple[list, list, list, bool, int, int]:
+    """The records of the first ``at_round`` root rounds, and tokens and steps up to it."""
+    if at_round < 1:
+        raise RunDirError(f"--round must be >= 1; got {at_round}")
+    if done < at_round:
+        raise RunDirError(f"{run_dir}: has done {done} round(s), fewer than --round {at_round}")
+    last = at_round - 1
+    evaluated = sorted({r.round + 1 for r in evals})
+    if at_round not in evaluated:
+        raise RunDirError(f"{run_dir}: no evaluation after round {at_round}; it evaluated "
+                          f"after rounds {evaluated} (eval.every)")
+    root = [m for m in metrics if m.level == 0 and m.round == last]
+    if not root:
+        raise RunDirError(f"{run_dir}: {rec.METRICS_FILE} has no root row for round "
+                          f"{at_round}")
+    return ([r for r in evals if r.round <= last], [m for m in metrics if m.round <= last],
+            [a for a in attention if a.round <= last], True, root[0].cum_tokens,
+            root[0].cum_steps)
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -157,8 +190,8 @@ def make_rows(runs: Sequence[Run]) -> tuple[list[Row], list[str]]:
                               for m, run in zip(mean, group)]),
             mean_loss=Cell.of([m.loss if m else run.summary.eval_loss
                                for m, run in zip(mean, group)]),
-            tokens=Cell.of([run.summary.tokens for run in group]),
-            steps=Cell.of([run.summary.steps for run in group]),
+            tokens=Cell.of([run.tokens for run in group]),
+            steps=Cell.of([run.steps for run in group]),
             epsilon=Cell.of(eps)))
     return rows, leaves
 
@@ -235,15 +268,18 @@ def compute_notes(rows: Sequence[Row]) -> list[str]:
 # --- the command ----------------------------------------------------------------------------
 
 def compare(run_dirs: Sequence[str | Path], out: str | Path, *, partial: bool = False,
-            plots: bool = True) -> dict[str, Any]:
+            plots: bool = True, at_round: int | None = None) -> dict[str, Any]:
     """Read the runs, write compare.md, compare.csv and the PNGs into ``out``; return what
     was written and the Markdown table."""
     if not run_dirs:
         raise RunDirError("give at least one run directory")
-    runs = [load_run(p, partial=partial) for p in run_dirs]
+    runs = [load_run(p, partial=partial, at_round=at_round) for p in run_dirs]
     rows, leaves = make_rows(runs)
     head, body = table_rows(rows, leaves)
     notes = compute_notes(rows)
+    if at_round is not None:
+        notes.insert(0, f"compared after root round {at_round} (its evaluation, and tokens "
+                        "and client steps up to it)")
     text = markdown(head, body)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,11 +303,14 @@ def add_compare_parser(sub: Any) -> None:
     p.add_argument("--out", default="compare", help="where to write the table and PNGs "
                    "(default: ./compare)")
     p.add_argument("--partial", action="store_true", help="compare unfinished runs as they are")
+    p.add_argument("--round", type=int, default=None, metavar="N", help="compare the runs as "
+                   "they were after root round N (an evaluated round; they may go on)")
     p.add_argument("--no-plots", action="store_true", help="only the table")
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    result = compare(args.runs, args.out, partial=args.partial, plots=not args.no_plots)
+    result = compare(args.runs, args.out, partial=args.partial, plots=not args.no_plots,
+                     at_round=args.round)
     print(result["table"], end="")
     for note in result["notes"]:
         print(note)
