@@ -15,8 +15,7 @@ Parameters are split into the backbone B and the key layers K:
   ``mode``: ``"attention"`` (WorldLM), ``"mean"`` (the ablation) or ``"none"`` (FedPer,
   Local).  Its own K is the weighted mean of its children's, which is what it sends up;
   when its parent personalises that K, the change is applied to every descendant's K
-  (:meth:`FedNode.set_keys`), so the invariant "a federation's K is the mean of its
-  children's" holds and information from cousins reaches the leaves.
+  (:meth:`FedNode.set_keys`), so information from cousins reaches the leaves.
 
 Memory: one running aggregate per active level and one K per node (plus ``nu`` residual
 copies per sub-federation); no list of client updates is kept.
