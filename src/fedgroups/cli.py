@@ -118,6 +118,9 @@ def _add_build(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
                    help="no progress bars (by default they are drawn only on a terminal)")
+    p.add_argument("--verbose", action="store_true",
+                   help="print where the time went, phase by phase (start-up and imports, "
+                   "planning, worker start, map, sort, write, finish)")
     p.epilog = "Anything after a bare -- is passed to Apache Beam as pipeline options."
 
 
@@ -129,6 +132,9 @@ def _is_spec(source: str) -> bool:
 
 def _run_build(args: argparse.Namespace) -> int:
     from fedgroups.engine.api import build
+    from fedgroups.engine.phases import process_age
+
+    started = process_age()  # interpreter start-up and imports, up to here
 
     kwargs: dict[str, Any] = {}
     key, paths = args.key, list(args.paths)
@@ -180,6 +186,15 @@ def _run_build(args: argparse.Namespace) -> int:
     for where in report.stats.get("drop_examples", []):
         rows.append(("dropped e.g. at", where))
     print(table(rows, title="build finished"))
+    if getattr(args, "verbose", False):
+        from fedgroups.engine.phases import format_phases
+
+        phases = {"start-up and imports": started or 0.0, **report.stats.get("phases", {})}
+        age = process_age()
+        if started is not None and age is not None:
+            phases["report"] = max(0.0, age - started - sum(report.stats.get("phases",
+                                                                            {}).values()))
+        print(format_phases(phases, age))
     return 0
 
 
@@ -280,8 +295,24 @@ def _optional_parsers(sub: Any) -> None:
             continue
 
 
+def _exit_now(code: int) -> None:
+    """End the ``fedgroups build`` process without the interpreter's teardown.
+
+    Freeing every module pyarrow and pandas loaded takes longer than a small build (1.3-1.9 s
+    against 0.06-0.13 s for os._exit, measured at load 45 on 2 cores). The build's files are
+    closed and published and its worker pool shut down by now; only the streams need flushing.
+    """
+    if "logging" in sys.modules:
+        import logging
+        logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
+    argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:  # the rest goes to Apache Beam untouched
@@ -292,7 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runners = {"build": _run_build, "info": _run_info, "verify": _run_verify, "head": _run_head}
     try:
         if args.command in runners:
-            return runners[args.command](args)
+            code = runners[args.command](args)
+            if argv_given is None and args.command == "build" and args.engine == "local":
+                _exit_now(code)
+            return code
         import importlib
         module, _, run = _OPTIONAL[args.command]
         return int(getattr(importlib.import_module(module), run)(args) or 0)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from fedgroups.engine.core import MAX_PARTITIONS
+from fedgroups.engine.phases import PhaseTimer
 from fedgroups.engine.plan import make_plan, parse_bytes
 from fedgroups.errors import SettingError
 from fedgroups.format.finish import finish
@@ -107,6 +108,7 @@ def build(
     ...     "totals"]["groups"]
     2
     """
+    timer = PhaseTimer()
     out = os.fspath(out)
     remote = is_remote(out)
     if not remote:
@@ -138,6 +140,7 @@ def build(
     keyfn.check_columns(src.schema, where)
     group_fields(src.schema, gcols, where)
     text_col = choose_text_column(src.schema, text_column)
+    timer.mark("open source")
     t0 = time.perf_counter()
     if engine == "beam":  # the pipeline writes index and manifest itself, as its last step
         from fedgroups.engine.beam import run_beam
@@ -153,10 +156,11 @@ def build(
         plan = make_plan(workers=workers, memory_limit=limit,
                          estimated_bytes=src.estimated_bytes, num_partitions=num_partitions)
         from fedgroups.engine.local import run_local
+        timer.mark("plan")
         results, schema, stats = run_local(src, keyfn, staging=staging, plan=plan,
                                            text_column=text_col, shard_bytes=max_shard,
                                            on_missing_key=on_missing_key, progress=progress,
-                                           group_columns=gcols)
+                                           group_columns=gcols, timer=timer)
         settings = {"engine": "local", "workers": plan.workers,
                     "memory_limit": plan.memory_limit,
                     "num_partitions": plan.num_partitions, "shard_bytes": max_shard,
@@ -168,7 +172,10 @@ def build(
                           build_settings=settings,
                           text_column=text_col, dropped=int(stats.get("dropped", 0)),
                           group_columns=gcols)
+        timer.mark("finish (index, manifest)")
         publish(staging, out, overwrite)
+        timer.mark("publish")
+        stats["phases"] = timer.as_dict()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -17,9 +17,10 @@ from typing import Any
 import pyarrow as pa
 
 from fedgroups.engine.core import check_map_totals, key_type_of, output_schema
+from fedgroups.engine.phases import PhaseTimer
 from fedgroups.engine.plan import BuildPlan
 from fedgroups.engine.progress import Progress
-from fedgroups.engine.reduce import reduce_partition
+from fedgroups.engine.reduce import ReduceTimes, reduce_partition
 from fedgroups.engine.runs import LocalMapResult, Run, map_units
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.spec import new_build_id, with_build_id
@@ -43,24 +44,29 @@ _STATE: _Shared | None = None
 def _map_task(task: int, units: list[int]) -> LocalMapResult:
     s = _STATE
     assert s is not None
+    started = time.perf_counter()
     try:
-        return map_units(units, s.source, s.keyfn, runs_root=s.runs_root, name=f"t{task:05d}",
-                         num_partitions=s.plan.num_partitions, spill_bytes=s.plan.spill_bytes,
-                         on_missing_key=s.on_missing_key, progress=s.counter)
+        result = map_units(units, s.source, s.keyfn, runs_root=s.runs_root, name=f"t{task:05d}",
+                           num_partitions=s.plan.num_partitions, spill_bytes=s.plan.spill_bytes,
+                           on_missing_key=s.on_missing_key, progress=s.counter)
+        result.started = started
+        return result
     finally:
         pa.default_memory_pool().release_unused()  # give freed buffers back to the OS
 
 
 def _reduce_task(partition: int, runs: list[Run], root: str, schema: pa.Schema,
                  text_column: str | None, shard_bytes: int,
-                 group_columns: tuple[str, ...]) -> PartitionResult:
+                 group_columns: tuple[str, ...]) -> tuple[PartitionResult, ReduceTimes]:
     s = _STATE
     assert s is not None
+    times = ReduceTimes()
     try:
         return reduce_partition(partition, runs, root=root, schema=schema,
                                 text_column=text_column, shard_bytes=shard_bytes,
                                 sort_in_memory_bytes=s.plan.sort_in_memory_bytes,
-                                scratch=s.runs_root, group_columns=group_columns)
+                                scratch=s.runs_root, group_columns=group_columns,
+                                times=times), times
     finally:
         pa.default_memory_pool().release_unused()
 
@@ -99,9 +105,12 @@ def _run_all(pool: ProcessPoolExecutor | None, fn: Any, calls: list[tuple], bar:
 def run_local(
     source: Source, keyfn: KeyFunction, *, staging: str, plan: BuildPlan, text_column: str | None,
     on_missing_key: str, progress: bool, shard_bytes: int, group_columns: tuple[str, ...] = (),
+    timer: PhaseTimer | None = None,
 ) -> tuple[list[PartitionResult], pa.Schema, dict[str, Any]]:
-    """Build into ``staging``; return partition results, output schema and statistics."""
+    """Build into ``staging``; return partition results, output schema and statistics
+    (and mark the phases on ``timer``)."""
     global _STATE
+    timer = timer or PhaseTimer()
     runs_root = os.path.join(staging, "_runs")
     os.makedirs(runs_root)
     counter = mp.get_context("fork").Value("q", 0)
@@ -119,6 +128,9 @@ def run_local(
             results: list[LocalMapResult] = _run_all(map_pool, _map_task,
                                                 list(enumerate(tasks)), bar)
         stats["map_seconds"] = time.perf_counter() - t0
+        if map_pool is not None and results:  # forked workers start on the first submit
+            timer.mark("worker start", at=min(r.started for r in results))
+        timer.mark("map and spill")
         rows_in = sum(r.rows_in for r in results)
         dropped = sum(r.dropped for r in results)
         check_map_totals(rows_in, dropped, keyfn.spec, str(source.description))
@@ -133,11 +145,14 @@ def run_local(
         order = sorted(by_partition, key=lambda p: -sum(r.num_bytes for r in by_partition[p]))
         t1 = time.perf_counter()
         with Progress("writing", total=len(order), unit="part", enabled=progress) as bar:
-            parts = _run_all(pool, _reduce_task,
-                             [(p, by_partition[p], staging, schema, text_column, shard_bytes,
-                               group_columns) for p in order],
-                             bar, advance=lambda _: 1)
+            reduced = _run_all(pool, _reduce_task,
+                               [(p, by_partition[p], staging, schema, text_column, shard_bytes,
+                                 group_columns) for p in order],
+                               bar, advance=lambda _: 1)
         stats["reduce_seconds"] = time.perf_counter() - t1
+        parts = [part for part, _ in reduced]
+        timer.split(("sort and merge", "write shards"),
+                    (sum(t.sort for _, t in reduced), sum(t.write for _, t in reduced)))
         stats.update(rows_in=rows_in, dropped=dropped,
                      drop_examples=[w for r in results for w in r.drop_examples][:5])
         return parts, schema, stats
@@ -146,3 +161,4 @@ def run_local(
             pool.shutdown(wait=True, cancel_futures=True)
         _STATE = None
         shutil.rmtree(runs_root, ignore_errors=True)
+        timer.mark("worker stop")

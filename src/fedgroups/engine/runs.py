@@ -30,6 +30,7 @@ class Run:
 @dataclass
 class LocalMapResult(MapResult):
     runs: list[Run] = field(default_factory=list)
+    started: float = 0.0  # perf_counter when the task began (worker start-up, --verbose)
 
 
 @dataclass
