@@ -91,13 +91,15 @@ class Group:
              files: GroupFiles, batch_columns: list[str] | None = None,
              row_group: pa.RecordBatch | None = None, first: int = 0,
              chunk: StreamChunk | None = None, slot: int = 0,
-             ready: list[list[dict[str, Any]]] | None = None, *,
+             ready: list[list[dict[str, Any]]] | None = None,
              parts: list[Part] | None = None, subset: Subset | None = None,
              batches: list[pa.RecordBatch] | None = None) -> Group:
         """The one way to make a Group (the Store, a stream's chunks and
         :meth:`split_examples` call it). It only stores its arguments: a stream makes
-        tens of thousands of groups a second and passes the first eleven by position
-        (a class call with ``__init__`` costs twice the instructions). Where the rows are:
+        tens of thousands of groups a second and passes the first eleven by position (a
+        class call to ``__init__`` costs twice the instructions, and keyword-only parameters
+        would keep Python 3.11 from specialising the call: ~440 more per group). Where the
+        rows are:
 
         * ``parts`` of the shards in ``files``, read lazily when asked for (``subset``:
           only some of the group's examples);
