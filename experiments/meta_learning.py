@@ -36,8 +36,9 @@ PAPER = {
 NAME = {"fedavg": "FedAvg", "fedsgd": "FedSGD"}
 
 
-def final_runs(ctx: Context, tuned: dict[str, common.Tuned]) -> dict[tuple[str, int], Run]:
-    return {(alg, seed): common.final_run(ctx, alg, tuned[alg], seed, "constant")
+def final_runs(ctx: Context, tuned: dict[str, common.Tuned],
+               schedule: str) -> dict[tuple[str, int], Run]:
+    return {(alg, seed): common.final_run(ctx, alg, tuned[alg], seed, schedule)
             for alg in ALGORITHMS for seed in ctx.scale.seeds}
 
 
@@ -148,13 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_arguments(parser)
+    parser.add_argument("--schedule", choices=common.SCHEDULES, default="constant",
+                        help="server schedule of the compared runs (default constant; the "
+                        "others are the runs of schedules.py)")
     args = parser.parse_args(argv)
-    ctx = common.context(args, "meta_learning")
+    suffix = "" if args.schedule == "constant" else f"-{args.schedule}"
+    ctx = common.context(args, "meta_learning" + suffix)
     common.ensure_corpus(ctx)
     common.ensure_tokenizer(ctx)
     tuned = common.tune(ctx)
     ctx.log(f"chosen: {tuned}")
-    runs = final_runs(ctx, tuned)
+    runs = final_runs(ctx, tuned, args.schedule)
     ctx.log(f"training: {len(runs)} runs of {ctx.scale.rounds} rounds")
     dirs = dict(zip(runs, common.train_all(ctx, list(runs.values()))))
     out = summarize(ctx, dirs, tuned)
