@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from fedgroups.engine.api import BuildReport, build
     from fedgroups.errors import FedGroupsError
     from fedgroups.format.verify import verify
-    from fedgroups.keys.functions import batched
+    from fedgroups.keys.python_function import batched
     from fedgroups.reader.dataset import Group, GroupedDataset, open
 
 _LAZY = {
@@ -26,7 +26,7 @@ _LAZY = {
     "GroupedDataset": ("fedgroups.reader.dataset", "GroupedDataset"),
     "Group": ("fedgroups.reader.dataset", "Group"),
     "verify": ("fedgroups.format.verify", "verify"),
-    "batched": ("fedgroups.keys.functions", "batched"),
+    "batched": ("fedgroups.keys.python_function", "batched"),
 }
 _SUBPACKAGES = ("recipes", "beam", "keys", "stats", "engine", "reader", "format", "sources",
                 "adapters", "fl")
