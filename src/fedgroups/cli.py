@@ -248,7 +248,9 @@ def _run_head(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(optional: bool = True) -> argparse.ArgumentParser:
+    """The command's parser; ``optional=False`` leaves out the sub-commands of optional
+    modules (stats, train, compare), whose imports a build or info does not need."""
     from fedgroups import __version__
 
     parser = argparse.ArgumentParser(prog="fedgroups", description=(
@@ -274,10 +276,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=5, help="examples per group")
     p.add_argument("--groups", type=int, default=3, help="groups to show without --group")
     p.add_argument("--width", type=int, default=120, help="cut strings at this many characters")
-    _optional_parsers(sub)
+    if optional:
+        _optional_parsers(sub)
     return parser
 
 
+_CORE = ("build", "info", "verify", "head")
 _OPTIONAL = {
     "stats": ("fedgroups.stats.cli", "add_stats_parser", "run_stats"),
     "train": ("fedgroups.fl.cli", "add_train_parser", "run_train"),
@@ -311,9 +315,9 @@ def _exit_now(code: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
     argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser(optional=not (argv and argv[0] in _CORE))
     extra: list[str] = []
     if "--" in argv:  # the rest goes to Apache Beam untouched
         cut = argv.index("--")

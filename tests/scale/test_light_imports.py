@@ -54,3 +54,14 @@ def test_stats_api_names_are_functions() -> None:
 
     assert callable(fg.stats.summary) and callable(fg.stats.label_counts)
     assert fg.stats.PERCENTILES
+
+
+def test_core_commands_skip_the_optional_subcommands() -> None:
+    """build/info/verify/head do not import the train/compare/stats modules for their parsers."""
+    code = ("import sys\nfrom fedgroups.cli import main\ntry:\n    main(['build', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('OPT:' + ','.join(m for m in sys.modules if m.startswith(('fedgroups.fl', "
+            "'fedgroups.stats'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "OPT:"
