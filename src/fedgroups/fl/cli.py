@@ -102,7 +102,12 @@ def run_train(args: argparse.Namespace) -> int:
     if config.hierarchy is not None:  # federations of federations (docs/hierarchy.md)
         from fedgroups.fl.hierarchy.runner import run_cli
 
-        return run_cli(config, backend=args.backend, resume=bool(args.resume))
+        try:
+            return run_cli(config, backend=args.backend, resume=bool(args.resume))
+        except KeyboardInterrupt:
+            print(f"fedgroups train: interrupted. {resume_hint(Path(config.output_dir))}",
+                  file=sys.stderr)
+            return 130
     try:
         result = run(config, backend=args.backend, resume=bool(args.resume),
                      echo=lambda m: print(m, file=sys.stderr),

@@ -50,7 +50,7 @@ from fedgroups.fl.model import num_parameters
 from fedgroups.fl.model_factory import ModelFactory, make_model
 from fedgroups.fl.plots import plot_losses
 from fedgroups.fl.simulation import RunDirError
-from fedgroups.fl.tokenizer import EOS, prepare_tokenizer
+from fedgroups.fl.tokenizer import prepare_tokenizer, run_eos_id
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
         config.tokenizer, GroupSource(dataset=primary.dataset, keys=train_keys or primary.keys,
                                       name="data"),
         config.data.text_column, run_dir, config.seed)
-    eos_id = tokenizer.token_to_id(EOS)
+    eos_id = run_eos_id(run_dir, tokenizer)  # tokenizer.eos_token, as the flat trainer
     _write_yaml(run_dir / "config.yaml", resolved_config_dict(config, hier))
 
     vocab = tokenizer.get_vocab_size()
