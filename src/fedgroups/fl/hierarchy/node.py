@@ -220,7 +220,8 @@ class FedNode:
                 counts[k] = aggregate.stat({"tokens": "loss_tokens"}.get(k, k))
             counts["data_tokens"] = aggregate.stat("tokens")
         lr = server_lr(s.server.schedule, s.server.lr, r, max(self.total_rounds, 1))
-        if self.server is not None and aggregate.stat("clients") > 0:
+        # No step when nobody contributed weight (every sampled client skipped or empty).
+        if self.server is not None and aggregate.stat("clients") > 0 and aggregate.stat("weight") > 0:
             self.server.step(self.strategy.mean_delta(aggregate, ctx), lr)
             self.last_lr = lr
             self.processor_metrics = self.strategy.metrics()
