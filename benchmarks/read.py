@@ -122,7 +122,7 @@ def raw_scan_dicts(root: str, columns: list[str]) -> int:
 
 
 def stream_batches(ds: fg.GroupedDataset, columns: list[str]) -> int:
-    ds._shards.clear_cache()  # decode everything again, like the raw scan
+    ds.store.clear_cache()  # decode everything again, like the raw scan
     rows = 0
     for g in ds.groups(seed=0, columns=columns):
         for b in g.batches(1 << 16, columns):
@@ -131,7 +131,7 @@ def stream_batches(ds: fg.GroupedDataset, columns: list[str]) -> int:
 
 
 def stream_dicts(ds: fg.GroupedDataset, columns: list[str]) -> int:
-    ds._shards.clear_cache()
+    ds.store.clear_cache()
     rows = 0
     for g in ds.groups(seed=0, columns=columns):
         rows += len(list(g))  # like the baseline's len(to_pylist()): no per-row Python loop
@@ -176,7 +176,7 @@ def access_latency_ms(ds: fg.GroupedDataset, samples: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
     times = []
     for i in rng.integers(0, len(keys), samples):
-        ds._shards.clear_cache()  # uncached: every access decodes its row group
+        ds.store.clear_cache()  # uncached: every access decodes its row group
         t = time.perf_counter()
         rows = list(ds.group(keys[int(i)]))
         times.append(time.perf_counter() - t)
@@ -217,7 +217,7 @@ def bench_torch(work: str, quick: bool) -> None:
     ds = fg.open(path)
 
     def run(output: str, batch_size: int, workers: int, pack_rows: int | None = None) -> int:
-        ds._shards.clear_cache()  # workers start cold: so does the single process
+        ds.store.clear_cache()  # workers start cold: so does the single process
         data = GroupStreamDataset(ds, output=output, batch_size=batch_size,
                                   columns=["x", "text"], pack_rows=pack_rows)
         loader = DataLoader(data, batch_size=None, num_workers=workers)

@@ -99,7 +99,7 @@ def test_dataset_pickles_without_handles_or_reloading_the_index(ads, monkeypatch
     list(data)  # opens handles and fills the cache in this process
     monkeypatch.setattr(index_mod, "load_index", lambda *a, **k: pytest.fail("reloaded"))
     copy = pickle.loads(pickle.dumps(data))  # what a spawned worker receives
-    assert copy.dataset._shards._cache is not ads._shards._cache
+    assert copy.dataset.store.shards is not ads.store.shards
     assert sorted(it["key"] for it in copy) == ads.keys()
 
 

@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from fedgroups.errors import SettingError
 from fedgroups.reader.group import Group, Key
-from fedgroups.reader.shards import ShardCache
 from fedgroups.reader.split import split_ids
 from fedgroups.reader.store import Store
 from fedgroups.reader.stream import (
@@ -43,11 +42,6 @@ class GroupedDataset:
         self.schema: pa.Schema = store.schema
         self._ids = np.arange(store.num_groups, dtype=np.int64) if group_ids is None \
             else group_ids
-
-    @property
-    def _shards(self) -> ShardCache:
-        # kept for callers from before the Store (benchmarks/read.py, tests/adapters)
-        return self.store.shards
 
     # ---- sizes -----------------------------------------------------------------------
     def __len__(self) -> int:
