@@ -51,7 +51,7 @@ class DatasetConfig:
 @dataclass(frozen=True, kw_only=True)
 class EvalDatasetConfig(DatasetConfig):
     name: str
-    max_clients: int = 32  # the first clients (sorted keys) are evaluated every time
+    max_clients: int = 32  # a seeded uniform sample (split_seed) is evaluated every time
 
 
 @dataclass(frozen=True, kw_only=True)

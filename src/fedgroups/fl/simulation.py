@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fedgroups.fl import datasets
@@ -140,11 +141,25 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     return RunResult(run_dir=run_dir, rows=rows, model=eval_model, plots=plots)
 
 
+def eval_keys(keys: tuple[Any, ...], max_clients: int, seed: int) -> list[Any]:
+    """``max_clients`` keys drawn uniformly (a pure function of ``seed``), in key order.
+
+    The first keys in sorted order would be a biased sample (names sort by topic, language,
+    site); the draw depends on the eval dataset's ``split_seed`` only, so runs with
+    different training seeds evaluate the same clients.
+    """
+    if len(keys) <= max_clients:
+        return list(keys)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x65766C]))
+    chosen = np.sort(rng.choice(len(keys), size=max_clients, replace=False))
+    return [keys[i] for i in chosen.tolist()]
+
+
 def _eval_clients(source: datasets.GroupSource, spec: EvalDatasetConfig, tokenizer: Any,
                   eos_id: int, config: TrainConfig) -> list[ClientData]:
-    """The first ``max_clients`` keys of an eval dataset, packed once and reused."""
+    """``max_clients`` keys of an eval dataset (:func:`eval_keys`), packed once and reused."""
     out = []
-    for key in source.keys[: spec.max_clients]:
+    for key in eval_keys(source.keys, spec.max_clients, spec.split_seed):
         data = pack_client(source.group(key), tokenizer, text_column=spec.text_column,
                            seq_len=config.model.seq_len,
                            max_sequences=config.eval.max_sequences, eos_id=eos_id)
@@ -164,7 +179,8 @@ def _evaluate(fed: Federation, eval_model: torch.nn.Module, scratch: torch.nn.Mo
     for spec, clients, source in zip(config.eval.datasets, eval_clients, sources):
         res = evaluate(eval_model, clients, config.eval.batch_size, fed.device)
         out.update(res.metrics(f"eval/{spec.name}"))
-        out[f"eval/{spec.name}/skipped"] = float(len(source.keys[: spec.max_clients]) - len(clients))
+        out[f"eval/{spec.name}/skipped"] = float(min(len(source.keys), spec.max_clients)
+                                                  - len(clients))
         if do_pers:
             p = personalize(eval_model, scratch, clients, pers,
                             eval_batch_size=config.eval.batch_size, seed=config.seed,
