@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("torch")
 
-from fedgroups.fl.simulation import eval_keys  # noqa: E402
+from fedgroups.fl.simulation import eval_keys
 
 
 @given(n=st.integers(0, 300), k=st.integers(1, 300), seed=st.integers(0, 2**32 - 1))
