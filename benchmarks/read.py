@@ -88,6 +88,13 @@ def ratio(baseline: Callable[[], int], contender: Callable[[], int]) -> str:
     return f"{statistics.median(rs):.2f}x (rounds {rs[0]:.2f}-{rs[-1]:.2f})"
 
 
+def overhead_us(baseline: Callable[[], int], contender: Callable[[], int], groups: int) -> str:
+    """Extra wall time of ``contender`` per group, median over rounds, in microseconds."""
+    d = sorted(c - b for b, c in zip(ROUNDS[baseline], ROUNDS[contender]))
+    return f"{1e6 * statistics.median(d) / groups:+.1f} us/group (rounds " \
+        f"{1e6 * d[0] / groups:+.1f} to {1e6 * d[-1] / groups:+.1f})"
+
+
 def cpu_ratio(baseline: Callable[[], int], contender: Callable[[], int]) -> str:
     return f"CPU-time ratio {CPU[baseline] / CPU[contender]:.2f}x"
 
@@ -138,7 +145,7 @@ def stream_dicts(ds: fg.GroupedDataset, columns: list[str]) -> int:
     return rows
 
 
-def bench_streaming(work: str, quick: bool) -> None:
+def bench_streaming(work: str, quick: bool, measure: bool = True) -> None:
     rng = np.random.default_rng(0)
     for label, n_groups, sizes in [
         ("groups of ~100 examples (lognormal)", 2_000 if quick else 6_000,
@@ -151,6 +158,8 @@ def bench_streaming(work: str, quick: bool) -> None:
             sizes_arr = np.full(n_groups, sizes)
         path = os.path.join(work, f"stream-{n_groups}-{label.split()[2]}")
         ds = build(make_table(n_groups, sizes_arr, 1, 200), path)
+        if not measure:
+            continue
         cols = ds.schema.names
         raw_b, fg_b = partial(raw_scan_batches, ds.root, cols), partial(stream_batches, ds, cols)
         raw_bv = partial(raw_scan_batches, ds.root, cols, verify=True)
@@ -165,10 +174,10 @@ def bench_streaming(work: str, quick: bool) -> None:
         print(f"  arrow batches: {n_fg / t_fg:,.0f} ex/s vs raw scan {n_raw / t_raw:,.0f} "
               f"ex/s -> ratio {ratio(raw_b, fg_b)} (target >= 0.8); vs raw scan that also "
               f"verifies page checksums as fedgroups does: {ratio(raw_bv, fg_b)}; "
-              f"{cpu_ratio(raw_b, fg_b)}")
+              f"{cpu_ratio(raw_b, fg_b)}; {overhead_us(raw_b, fg_b, len(ds))}")
         print(f"  python dicts:  {n_fgd / t_fgd:,.0f} ex/s vs raw to_pylist "
               f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {ratio(raw_d, fg_d)} (target >= 0.8); "
-              f"{cpu_ratio(raw_d, fg_d)}")
+              f"{cpu_ratio(raw_d, fg_d)}; {overhead_us(raw_d, fg_d, len(ds))}")
 
 
 def access_latency_ms(ds: fg.GroupedDataset, samples: int, seed: int) -> float:
@@ -239,12 +248,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller datasets (~1 minute)")
     ap.add_argument("--workdir", help="keep built datasets here between runs")
+    ap.add_argument("--only", choices=["streaming", "access", "torch"], action="append",
+                    help="run only this part (repeatable); torch reuses the streaming data")
     args = ap.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="fedgroups-bench-")
     os.makedirs(work, exist_ok=True)
-    bench_streaming(work, args.quick)
-    bench_random_access(work, args.quick)
-    bench_torch(work, args.quick)
+    parts = args.only or ["streaming", "access", "torch"]
+    if "streaming" in parts or "torch" in parts:
+        bench_streaming(work, args.quick, "streaming" in parts)
+    if "access" in parts:
+        bench_random_access(work, args.quick)
+    if "torch" in parts:
+        bench_torch(work, args.quick)
 
 
 if __name__ == "__main__":
