@@ -215,12 +215,16 @@ class RunConfig:
     keep_checkpoints: int = 2
     progress: bool = True
     threads: int | None = None  # torch.set_num_threads; None = leave as is
+    # clients of a cohort trained at once, each in its own thread with its own model copy
+    # (torch releases the GIL in its kernels); the result is bit-identical to 1
+    client_threads: int = 1
     deterministic: bool = False  # torch.use_deterministic_algorithms
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 1, "run.checkpoint_every must be >= 1")
         _check(self.keep_checkpoints >= 1, "run.keep_checkpoints must be >= 1")
+        _check(self.client_threads >= 1, "run.client_threads must be >= 1")
 
 
 @dataclass(frozen=True, kw_only=True)

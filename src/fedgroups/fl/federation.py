@@ -14,13 +14,26 @@ optimizer) is the run's :class:`~fedgroups.fl.strategy.Strategy`: from the confi
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import itertools
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from fedgroups.fl.algorithms import Aggregator, Params, load_params, split_param_names
+from fedgroups.fl.algorithms import (
+    Aggregator,
+    ClientUpdate,
+    Params,
+    load_params,
+    split_param_names,
+)
 from fedgroups.fl.backends import Backend
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import TrainConfig
@@ -28,6 +41,8 @@ from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.errors import ConfigError, NonFiniteLossError
 from fedgroups.fl.schedules import server_lr
 from fedgroups.fl.strategy import RoundContext, Strategy, strategy_from_config
+
+ClientResult = tuple[ClientData, ClientUpdate | None, Params | None]
 
 
 def cohort_keys(keys: tuple[Any, ...], cohort_size: int, seed: int, round_: int) -> list[Any]:
@@ -70,6 +85,8 @@ class Federation:
         self.server = self.strategy.server({n: params[n] for n in self.aggregated}, config.server)
         self.local_init: Params = {n: params[n].detach().clone() for n in self.local}
         self.local_store: dict[str, Params] = {}
+        self._pool: ThreadPoolExecutor | None = None  # run.client_threads > 1
+        self._worker = threading.local()  # each worker thread's model
 
     def load_global(self, model: torch.nn.Module) -> None:
         """The global model: server parameters plus the initial values of local ones."""
@@ -94,32 +111,18 @@ class Federation:
         if self.backend.world_size > 1 and type(aggregate).total is not Aggregator.total:
             raise ConfigError(f"strategy.aggregator {type(aggregate).__name__} replaces total(): "
                               "it runs with backend 'sequential' only")
-        params = dict(self.model.named_parameters())
         first_bad = None
-        for pos in self.backend.positions(len(keys)):
-            data = self.client_data(keys[pos])
-            if data.num_sequences < cfg.client.min_sequences:
+        for data, update, kept in self._client_results(keys, round_, start):
+            if update is None:
                 aggregate.count("skipped")
                 continue
-            local = self.local_store.get(str(data.key), self.local_init)
-            load_params(self.model, start, local)
-            seed = client_seed(cfg.seed, round_, pos)
-            with torch.random.fork_rng(devices=[]):  # dropout, if the model has any, is seeded
-                torch.manual_seed(seed)
-                update = strategy.local_update(
-                    self.model, data, cfg.client, start=start,
-                    aggregated=self.aggregated, device=self.device,
-                    generator=torch.Generator().manual_seed(seed),
-                )
             if not update.finite:
                 first_bad = data.key if first_bad is None else first_bad
                 aggregate.add(update, 0.0)
             else:
                 aggregate.add(update, strategy.weight(update), strategy.process_update(update, ctx))
-            if self.local and update.finite:
-                self.local_store[str(data.key)] = {
-                    n: params[n].detach().clone() for n in self.local
-                }
+            if kept is not None:
+                self.local_store[str(data.key)] = kept
         self.backend.reduce(aggregate)
         if aggregate.stat("nonfinite") > 0:
             where = f" (e.g. client {first_bad!r})" if first_bad is not None else ""
@@ -144,6 +147,90 @@ class Federation:
             "server_lr": lr,
             **extra,
         }
+
+    def _train_client(self, key: Any, pos: int, round_: int, start: Params,
+                      model: torch.nn.Module, seeded: bool) -> ClientResult:
+        """Client ``key`` (position ``pos`` of the cohort) trained from ``start`` on ``model``:
+        (its data, its update or None if skipped, its local parameters to keep or None).
+        ``seeded`` (the calling thread's own model): seed torch's global generator for the
+        client (dropout, if the model has any), restoring it after. A worker thread passes
+        False: the generator is shared, and its result waits while its model trains the
+        next client."""
+        cfg = self.config
+        data = self.client_data(key)
+        if data.num_sequences < cfg.client.min_sequences:
+            return data, None, None
+        load_params(model, start, self.local_store.get(str(data.key), self.local_init))
+        seed = client_seed(cfg.seed, round_, pos)
+        with torch.random.fork_rng(devices=[], enabled=seeded):
+            if seeded:
+                torch.manual_seed(seed)
+            update = self.strategy.local_update(
+                model, data, cfg.client, start=start, aggregated=self.aggregated,
+                device=self.device, generator=torch.Generator().manual_seed(seed),
+            )
+        if not seeded and update.finite:
+            # the delta is read from the model lazily (one tensor at a time, when aggregated):
+            # in a worker thread the model moves on to the next client, so read it now
+            update = dataclasses.replace(update, delta=list(update.delta))
+        kept = None
+        if self.local and update.finite:
+            params = dict(model.named_parameters())
+            kept = {n: params[n].detach().clone() for n in self.local}
+        return data, update, kept
+
+    def _client_results(self, keys: list[Any], round_: int, start: Params,
+                        ) -> Iterator[ClientResult]:
+        """The results of this rank's cohort positions, in position order. With
+        ``run.client_threads`` N > 1, N clients train at once, each thread on its own copy
+        of the model, and at most 2N results wait to be aggregated (memory does not grow
+        with the cohort); aggregating in position order keeps the run bit-identical to N=1."""
+        positions = self.backend.positions(len(keys))
+        threads = self.config.run.client_threads
+        if threads <= 1:
+            for pos in positions:
+                yield self._train_client(keys[pos], pos, round_, start, self.model, True)
+            return
+        pool = self._thread_pool(threads)
+        todo = iter(positions)
+        pending: deque[Future[ClientResult]] = deque()
+
+        def submit(pos: int) -> None:
+            pending.append(pool.submit(self._in_worker, keys[pos], pos, round_, start))
+
+        for pos in itertools.islice(todo, 2 * threads):
+            submit(pos)
+        try:
+            while pending:
+                result = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    submit(nxt)
+                yield result
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def _thread_pool(self, threads: int) -> ThreadPoolExecutor:
+        if self._pool is None:
+            for name, m in self.model.named_modules():
+                if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
+                    raise ConfigError(
+                        f"run.client_threads {threads}: the model has dropout ({name or 'model'}, "
+                        f"p={m.p}); clients in threads would share torch's global random "
+                        "generator, so runs would not repeat. Set the model's dropout to 0 or "
+                        "run.client_threads: 1")
+            intra = torch.get_num_threads()
+            self._pool = ThreadPoolExecutor(
+                threads, thread_name_prefix="fedgroups-client",
+                initializer=torch.set_num_threads, initargs=(intra,))
+        return self._pool
+
+    def _in_worker(self, key: Any, pos: int, round_: int, start: Params) -> ClientResult:
+        model = getattr(self._worker, "model", None)
+        if model is None:  # this thread's copy of the model, made once
+            model = self._worker.model = copy.deepcopy(self.model)
+        return self._train_client(key, pos, round_, start, model, False)
 
     def state_dict(self) -> dict[str, Any]:
         return {"server": self.server.state_dict(), "local_store": self.local_store,
