@@ -130,7 +130,7 @@ class Chunk:
     shuffled chunk after one decode, not after all of them)."""
 
     def __init__(self, store: Store, columns: list[str], keys: list[Key],
-                 shard: list[int], first: list[int], count: list[int], which: list[int],
+                 shard: np.ndarray, first: np.ndarray, count: list[int], which: list[int],
                  feed: RowGroupFeed, uniq: list[int], lo: list[int], nbytes: list[int],
                  nwords: list[int], others: dict[int, Other], codes: list[int],
                  code_rows: list[int]) -> None:
@@ -155,7 +155,7 @@ class Chunk:
         return len(self._keys)
 
     def part(self, slot: int) -> tuple[int, int, int]:
-        return self._shard[slot], self._first[slot], self._count[slot]
+        return int(self._shard[slot]), int(self._first[slot]), self._count[slot]
 
     def finish(self) -> None:
         """The stream has handed out all its groups: drop the dicts of whole row groups (a
@@ -271,9 +271,10 @@ def plan_chunk(store: Store, ids: np.ndarray, columns: list[str], preload_bytes:
     which = np.full(len(ids), -1, np.int64)
     blocked = rg >= 0
     code = (shard << 32) + rg
-    uniq = np.zeros(0, np.int64)
+    uniq = first_at = np.zeros(0, np.int64)
     if blocked.any():
-        uniq, which[blocked] = np.unique(code[blocked], return_inverse=True)
+        uniq, first_at, which[blocked] = np.unique(code[blocked], return_index=True,
+                                                   return_inverse=True)
     # row groups of the other small groups (crossing a row group boundary, or in parts)
     others: dict[int, Other] = {}
     at, extra = [np.flatnonzero(blocked)], [code[blocked]]
@@ -287,18 +288,19 @@ def plan_chunk(store: Store, ids: np.ndarray, columns: list[str], preload_bytes:
             at.append(np.full(len(needs), i))
             extra.append(np.asarray(needs, np.int64))
         others[i] = (gid, parts, needs)
-    pos, every = np.concatenate(at), np.concatenate(extra)
     codes, code_rows = [], []
-    if len(every):
+    if len(at) > 1:  # some groups of the other kind: their row groups too
+        pos, every = np.concatenate(at), np.concatenate(extra)
         distinct, first_at = np.unique(every, return_index=True)
+    else:  # the common case: the unique row groups found above
+        pos, distinct = at[0], uniq
+    if len(distinct):
         need = distinct[np.argsort(pos[first_at], kind="stable")]  # in order of first need
         rows = dict(zip(uniq.tolist(), np.bincount(
             which[blocked], weights=count[blocked], minlength=len(uniq)).astype(int).tolist()))
         codes = need.tolist()
         code_rows = [rows.get(c, 0) for c in codes]
-        for c, n in zip(codes, code_rows):
-            feed.need(c, n)
-        feed.start()
-    return Chunk(store, columns, keys, shard.tolist(), first.tolist(), count.tolist(),
-                 which.tolist(), feed, uniq.tolist(), lo.tolist(), nbytes.tolist(),
-                 a.words[ids].tolist(), others, codes, code_rows)
+        feed.need(codes, code_rows)
+    return Chunk(store, columns, keys, shard, first, count.tolist(), which.tolist(), feed,
+                 uniq.tolist(), lo.tolist(), nbytes.tolist(), a.words[ids].tolist(), others,
+                 codes, code_rows)

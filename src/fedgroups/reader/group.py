@@ -20,6 +20,7 @@ from fedgroups.reader.shards import ShardCache
 from fedgroups.reader.split import split_rows
 
 Key = str | bytes | int
+_new = object.__new__  # bound once: Group.make runs for every streamed group
 
 
 class StreamChunk(Protocol):
@@ -109,7 +110,7 @@ class Group:
           knows its part (``parts`` is None) and may hold its rows as dicts; ``ready``:
           those dicts, made with the group.
         """
-        g = object.__new__(cls)
+        g = _new(cls)
         g.key = key
         g.num_examples = num_examples
         g.num_bytes = num_bytes

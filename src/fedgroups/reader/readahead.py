@@ -159,24 +159,23 @@ class RowGroupFeed:
     def _size(self, code: int) -> int:
         return self._shards.row_group_bytes(code >> 32)[code & _MASK]
 
-    def need(self, code: int, rows: int) -> None:
-        """A planned chunk needs row group ``code`` (shard << 32 | row group), ``rows`` of
-        it for its small groups."""
+    def need(self, codes: list[int], rows: list[int]) -> None:
+        """A planned chunk needs row groups ``codes`` (shard << 32 | row group), in this
+        order, ``rows`` of each for its small groups: start decoding them (up to
+        READ_AHEAD_BYTES in flight)."""
         with self._lock:
-            entry = self._held.get(code)
-            if entry is None:
-                rb = self._shards.cached_row_group(code >> 32, code & _MASK, self._cols)
-                entry = self._held[code] = _Held(rb, self._size(code))
-                self.held_bytes += entry.nbytes
-                if rb is None and self._read_ahead:
-                    self._queue.append((code, entry.nbytes))
-                    self._queued += entry.nbytes
-            entry.users += 1
-            entry.rows += rows
-
-    def start(self) -> None:
-        """Start decoding what was needed so far (up to READ_AHEAD_BYTES in flight)."""
-        with self._lock:
+            held, cols, cached = self._held, self._cols, self._shards.cached_row_group
+            for code, n in zip(codes, rows):
+                entry = held.get(code)
+                if entry is None:
+                    rb = cached(code >> 32, code & _MASK, cols)
+                    entry = held[code] = _Held(rb, self._size(code))
+                    self.held_bytes += entry.nbytes
+                    if rb is None and self._read_ahead:
+                        self._queue.append((code, entry.nbytes))
+                        self._queued += entry.nbytes
+                entry.users += 1
+                entry.rows += n
             self._start_scans()
 
     def _start_scans(self, now: bool = False) -> None:

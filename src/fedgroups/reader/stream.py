@@ -10,6 +10,7 @@ uninterrupted stream. A stream reads through the dataset's
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -39,6 +40,10 @@ FIRST_CHUNK_GROUPS = 32
 PLAN_AHEAD_BYTES = 128 << 20
 MAX_PLANNED = 64
 PLAN_PER_CHUNK = 4
+# At least this many groups ahead whatever ``prefetch`` says: unshuffled, 64 groups of 10
+# examples are about a row group, and the decoder, told of one row group at a time, fell
+# behind the consumer (it waited on decodes; with 4096 ahead it did not).
+MIN_LOOKAHEAD = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,11 +172,14 @@ class GroupStream:
         threads = num_threads if prefetch else 0
         # a shuffle window's groups share row groups, so the consumer needs all of a
         # window's row groups early and then none for a while: look a window ahead
-        lookahead = max(prefetch, settings.buffer_size if settings.shuffle else 0)
-        self._it = self._groups(rest, chunks, lookahead, threads)
+        lookahead = max(prefetch, MIN_LOOKAHEAD, settings.buffer_size if settings.shuffle else 0)
+        # the groups of one chunk after another: chain calls each chunk's iterator from C,
+        # and _chunks (one Python frame more) only between chunks
+        self._chunks_it = self._chunks(rest, chunks, lookahead, threads)
+        self._it: Iterator[Group] = itertools.chain.from_iterable(self._chunks_it)
 
-    def _groups(self, rest: np.ndarray, chunks: Iterator[tuple[int, int]], lookahead: int,
-                num_threads: int) -> Iterator[Group]:
+    def _chunks(self, rest: np.ndarray, chunks: Iterator[tuple[int, int]], lookahead: int,
+                num_threads: int) -> Iterator[Chunk]:
         """Plan chunks (queue their row groups for decoding) up to ``lookahead`` groups
         ahead of the consumer, while the row groups they hold stay under PLAN_AHEAD_BYTES:
         all of that before the first group (the consumer would wait for the first shuffle
@@ -198,7 +206,7 @@ class GroupStream:
                 chunk = planned.popleft()
                 ahead -= len(chunk)
                 self._chunk = chunk
-                yield from chunk  # it counts each group before handing it out: see position
+                yield chunk  # it counts each group before handing it out: see position
                 self._base += len(chunk)
                 self._chunk = None
                 feed.release(chunk.codes, chunk.code_rows)
@@ -237,7 +245,7 @@ class GroupStream:
                 "selection": self._selection, "position": self.position}
 
     def close(self) -> None:
-        self._it.close()
+        self._chunks_it.close()
 
     def __repr__(self) -> str:
         s = self.settings
