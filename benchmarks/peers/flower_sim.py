@@ -1,9 +1,9 @@
 """FedAvg simulation speed against Flower's simulation engine, the same workload in the same run.
 
-Optional packages (not installed by fedgroups, not in any extra of ours; use a separate
-environment if you prefer to keep Ray out of yours):
+Optional packages (the ``peers`` extra, not part of ``all``; a separate environment keeps
+Ray out of yours):
 
-    pip install torch==2.13.0 -e ".[fl]" "flwr[simulation]>=1.20"
+    pip install torch==2.13.0 -e ".[fl,peers]"
 
 (measured with flwr 1.42.0 and Ray 2.55.1). Then:
 
@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -157,6 +158,11 @@ def flower_train(msg: Any, context: Any) -> Any:
     data = pack_client(st["source"].group(key), st["tok"], text_column=cfg.data.text_column,
                        seq_len=cfg.model.seq_len, max_sequences=cfg.client.max_sequences,
                        eos_id=st["eos_id"])
+    if data.num_sequences < cfg.client.min_sequences:  # skipped, as fedgroups skips it
+        return Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()),
+                                           "metrics": MetricRecord({"num-examples": 0.0,
+                                                                    "loss-tokens": 0.0})}),
+                       reply_to=msg)
     seed = int(conf["client-seed"])
     names = [n for n, _ in model.named_parameters()]
     params = {n: t for n, t in start.items() if n in names}
@@ -289,6 +295,7 @@ def summarise(result_path: Path, proc: dict[str, float]) -> dict[str, float]:
 def one(side: str, work: Path, data: str, tok: str, cohort: int, rounds: int,
         a: argparse.Namespace, rep: int) -> dict[str, Any]:
     out = work / f"{side}-c{cohort}-r{rep}"
+    shutil.rmtree(out, ignore_errors=True)  # a run directory from an earlier invocation
     cfg_path = work / f"{side}-c{cohort}-r{rep}.yaml"
     cfg_path.write_text(yaml.safe_dump(make_config(data, tok, str(out), cohort, rounds, a)))
     result = work / f"{side}-c{cohort}-r{rep}.json"
@@ -341,8 +348,8 @@ def main() -> None:
         import flwr
         import ray
     except ImportError:
-        raise SystemExit('Flower is not installed: pip install "flwr[simulation]>=1.20" '
-                         "(see this script's docstring)") from None
+        raise SystemExit('Flower is not installed: pip install -e ".[fl,peers]" (or '
+                         '"flwr[simulation]>=1.20"); see this script\'s docstring') from None
     work = Path(a.workdir or tempfile.mkdtemp(prefix="fedgroups-flower-"))
     work.mkdir(parents=True, exist_ok=True)
     data, tok = prepare(work)

@@ -175,3 +175,14 @@ def test_gradient_clipping_bounds_the_step() -> None:
                         aggregated=list(start), generator=torch.Generator())
     norm = torch.sqrt(sum((d.double() ** 2).sum() for _, d in upd.delta))
     assert norm <= 1e-3 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("algorithm", ["fedavg", "fedsgd"])
+def test_a_client_without_sequences_is_an_error_not_an_endless_loop(algorithm: str) -> None:
+    model = build_model(ARGS, seed=0)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    empty = ClientData(key="empty", sequences=torch.zeros(0, 9, dtype=torch.long),
+                       num_examples=0)
+    with pytest.raises(ValueError, match="client 'empty' has no sequences"):
+        client_update(model, empty, ClientConfig(local_steps=3), algorithm, start=start,
+                      aggregated=list(start), generator=torch.Generator().manual_seed(0))

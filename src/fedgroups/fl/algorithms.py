@@ -119,6 +119,9 @@ def client_update(
     device: torch.device | str = "cpu",
 ) -> ClientUpdate:
     """Train ``model`` (already loaded with ``start``) on ``data``; return its update."""
+    if data.num_sequences == 0:  # the loop below would never end
+        raise ValueError(f"client {data.key!r} has no sequences to train on; skip clients "
+                         "below client.min_sequences (>= 1) before calling client_update")
     seqs = data.sequences.to(device)
     if algorithm == "fedsgd":
         return _fedsgd(model, data, seqs, config, aggregated)
