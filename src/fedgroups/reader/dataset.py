@@ -162,8 +162,8 @@ class GroupedDataset:
         included); ``keys`` keeps only those groups. The row groups that groups up to 8 MiB
         lie in are decoded ahead of the caller, in the order it will need them, by Arrow's
         thread pool (``num_threads`` row groups at a time; ``prefetch`` or ``num_threads``
-        0: each when first needed, in the caller's thread), at least ``prefetch`` groups
-        and one shuffle window ahead while that holds under 128 MiB; larger groups stay
+        0: each when first needed, in the caller's thread), at least ``prefetch`` (and
+        4096) groups and one shuffle window ahead while that holds under 128 MiB; larger groups stay
         lazy and are read one row group at a time as the caller iterates.
         Pass ``state=it.state_dict()`` (and the same settings) to resume.
         """
