@@ -25,7 +25,7 @@ def test_the_workload_is_a_valid_training_config() -> None:
     from fedgroups.fl.config import parse_config
 
     args = argparse.Namespace(seq_len=64, local_steps=4, batch_size=8, max_sequences=32,
-                              client_threads=2)
+                              client_threads=2, client_optimizer="adam")
     cfg = parse_config(_module().make_config("data", "tok", "out", 64, 6, args))
     assert (cfg.cohort_size, cfg.rounds, cfg.run.client_threads) == (64, 6, 2)
     assert (cfg.algorithm.name, cfg.algorithm.weighting, cfg.server.lr) == ("fedavg", "tokens", 1.0)
