@@ -9,9 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import pyarrow as pa
-
-from fedgroups.engine.core import MAX_PARTITIONS
+from fedgroups.engine.core import MAX_PARTITIONS, choose_text_column
 from fedgroups.engine.phases import PhaseTimer
 from fedgroups.engine.plan import make_plan, parse_bytes
 from fedgroups.errors import SettingError
@@ -37,19 +35,6 @@ class BuildReport:
     @property
     def examples_per_second(self) -> float:
         return self.manifest["totals"]["examples"] / max(self.seconds, 1e-9)
-
-
-def choose_text_column(schema: pa.Schema, text_column: str | None) -> str | None:
-    """'auto': a string column named 'text', else the first string column, else none."""
-    strings = [f.name for f in schema
-               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    if text_column == "auto":
-        return "text" if "text" in strings else (strings[0] if strings else None)
-    if text_column is not None and text_column not in strings:
-        raise SettingError(
-            f"text_column {text_column!r} is not a string column of the input; string columns: "
-            f"{strings or 'none'}")
-    return text_column
 
 
 def build(

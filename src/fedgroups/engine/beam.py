@@ -42,7 +42,13 @@ from fedgroups.engine.beam_arrow import (
     encode_chunk,
     write_partition,
 )
-from fedgroups.engine.core import MapResult, key_batch, output_schema, unit_ordinals
+from fedgroups.engine.core import (
+    MapResult,
+    choose_text_column,
+    key_batch,
+    output_schema,
+    unit_ordinals,
+)
 from fedgroups.engine.plan import parse_bytes
 from fedgroups.errors import FedGroupsError, SettingError
 from fedgroups.format.finish import PartitionResult
@@ -247,7 +253,6 @@ class Layout:
                              self.build_id)
 
     def text(self, summary: MapSummary) -> str | None:
-        from fedgroups.engine.api import choose_text_column
         return choose_text_column(self.schema(summary), self.text_column)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fedgroups.errors import KeyFunctionError, SourceError
+from fedgroups.errors import KeyFunctionError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.manifest import file_sha256
 from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
@@ -337,3 +337,16 @@ def write_partition_files(
         shards.append({"path": s.path, "num_rows": s.num_rows, "num_bytes": s.num_bytes,
                        "file_bytes": os.path.getsize(full), "sha256": file_sha256(full)})
     return PartitionResult(partition=partition, shards=shards, index=index)
+
+
+def choose_text_column(schema: pa.Schema, text_column: str | None) -> str | None:
+    """'auto': a string column named 'text', else the first string column, else none."""
+    strings = [f.name for f in schema
+               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    if text_column == "auto":
+        return "text" if "text" in strings else (strings[0] if strings else None)
+    if text_column is not None and text_column not in strings:
+        raise SettingError(
+            f"text_column {text_column!r} is not a string column of the input; string columns: "
+            f"{strings or 'none'}")
+    return text_column
