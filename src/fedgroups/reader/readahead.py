@@ -232,6 +232,10 @@ class RowGroupFeed:
     def resolve(self, code: int) -> DecodedRowGroup:
         """Row group ``code`` decoded and checked against the index (every row: its groups
         need no check of their own), pulling (and waiting for) scans up to it."""
+        entry = self._held.get(code)  # the common case (later chunks that need it): done
+        rb = None if entry is None else entry.rb  # set once, never unset
+        if rb is not None and rb.verified:
+            return rb  # without the lock, the fork check or the call to _checked
         with self._lock:
             entry = self._held.get(code)
             if entry is None:  # released already (a group iterated after its chunk): read it
