@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from fedgroups.fl.errors import CheckpointError
+from fedgroups.fl.errors import CheckpointError, RunDirError
 
 FORMAT_VERSION = 1
 
@@ -39,6 +39,19 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = sorted(checkpoint_dir(run_dir).glob("round_*.pt"))
     return found[-1] if found else None
+
+
+def resume_point(run_dir: Path, resume: bool, has_metrics: bool) -> Path | None:
+    """The checkpoint a run continues from (None: a new run), after checking that ``--resume``
+    has one to continue and that a new run does not write over an old one (``has_metrics``:
+    the run dir already holds a metrics log)."""
+    ckpt = latest_checkpoint(run_dir)
+    if resume and ckpt is None:
+        raise RunDirError(f"--resume {run_dir}: no checkpoint in {checkpoint_dir(run_dir)}")
+    if not resume and (has_metrics or ckpt is not None):
+        raise RunDirError(f"output_dir {run_dir} already holds a run; use --resume {run_dir} "
+                          "to continue it or choose another output_dir")
+    return ckpt if resume else None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -23,10 +23,14 @@ import torch
 
 from fedgroups.fl import datasets
 from fedgroups.fl.backends import BackendName, make_backend
-from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fedgroups.fl.checkpoint import (
+    load_checkpoint,
+    resume_point,
+    save_checkpoint,
+)
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import EvalDatasetConfig, TrainConfig, to_dict
-from fedgroups.fl.errors import CheckpointError, NonFiniteLossError, RunDirError
+from fedgroups.fl.errors import CheckpointError, NonFiniteLossError
 from fedgroups.fl.federation import Federation
 from fedgroups.fl.loggers import make_loggers
 from fedgroups.fl.metrics import MetricsLog
@@ -70,14 +74,7 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     main = be.rank == 0
     run_dir = Path(config.output_dir)
     log = MetricsLog(run_dir)
-    ckpt_path = latest_checkpoint(run_dir) if resume else None
-    if resume and ckpt_path is None:
-        raise RunDirError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
-    if not resume and (log.jsonl.exists() or latest_checkpoint(run_dir) is not None):
-        raise RunDirError(
-            f"output_dir {run_dir} already holds a run; use --resume {run_dir} to continue it "
-            "or choose another output_dir"
-        )
+    ckpt_path = resume_point(run_dir, resume, log.jsonl.exists())
 
     train_src = datasets.open_source(config.data, "data")
     eval_srcs = [datasets.open_source(d, f"eval.datasets.{i}")

@@ -18,7 +18,12 @@ import torch
 import yaml
 
 from fedgroups.fl.algorithms import Params
-from fedgroups.fl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fedgroups.fl.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    resume_point,
+    save_checkpoint,
+)
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import NonFiniteLossError
@@ -49,7 +54,6 @@ from fedgroups.fl.metrics import MetricsLog
 from fedgroups.fl.model import num_parameters
 from fedgroups.fl.model_factory import ModelFactory, make_model
 from fedgroups.fl.plots import plot_losses
-from fedgroups.fl.simulation import RunDirError
 from fedgroups.fl.tokenizer import prepare_tokenizer, run_eos_id
 
 
@@ -82,12 +86,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     device = torch.device(config.run.device)
     run_dir = Path(config.output_dir)
     log = MetricsLog(run_dir)
-    ckpt_path = latest_checkpoint(run_dir) if resume else None
-    if resume and ckpt_path is None:
-        raise RunDirError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
-    if not resume and (log.jsonl.exists() or latest_checkpoint(run_dir) is not None):
-        raise RunDirError(f"output_dir {run_dir} already holds a run; use --resume {run_dir} "
-                          "to continue it or choose another output_dir")
+    ckpt_path = resume_point(run_dir, resume, log.jsonl.exists())
 
     plan = load_plan(config, hier)
     primary = plan.sources[config.data.path]
