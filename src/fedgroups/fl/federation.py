@@ -14,13 +14,8 @@ optimizer) is the run's :class:`~fedgroups.fl.strategy.Strategy`: from the confi
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import itertools
-import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -36,6 +31,7 @@ from fedgroups.fl.algorithms import (
 )
 from fedgroups.fl.backends import Backend
 from fedgroups.fl.client_data import ClientData, pack_client
+from fedgroups.fl.client_pool import ClientPool
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.errors import ConfigError, NonFiniteLossError
@@ -85,8 +81,7 @@ class Federation:
         self.server = self.strategy.server({n: params[n] for n in self.aggregated}, config.server)
         self.local_init: Params = {n: params[n].detach().clone() for n in self.local}
         self.local_store: dict[str, Params] = {}
-        self._pool: ThreadPoolExecutor | None = None  # run.client_threads > 1
-        self._worker = threading.local()  # each worker thread's model
+        self._pool: ClientPool | None = None  # run.client_threads > 1
 
     def load_global(self, model: torch.nn.Module) -> None:
         """The global model: server parameters plus the initial values of local ones."""
@@ -181,56 +176,19 @@ class Federation:
 
     def _client_results(self, keys: list[Any], round_: int, start: Params,
                         ) -> Iterator[ClientResult]:
-        """The results of this rank's cohort positions, in position order. With
-        ``run.client_threads`` N > 1, N clients train at once, each thread on its own copy
-        of the model, and at most 2N results wait to be aggregated (memory does not grow
-        with the cohort); aggregating in position order keeps the run bit-identical to N=1."""
+        """The results of this rank's cohort positions, in position order: one at a time,
+        or ``run.client_threads`` at once (see client_pool.py; bit-identical either way)."""
         positions = self.backend.positions(len(keys))
         threads = self.config.run.client_threads
         if threads <= 1:
             for pos in positions:
                 yield self._train_client(keys[pos], pos, round_, start, self.model, True)
             return
-        pool = self._thread_pool(threads)
-        todo = iter(positions)
-        pending: deque[Future[ClientResult]] = deque()
-
-        def submit(pos: int) -> None:
-            pending.append(pool.submit(self._in_worker, keys[pos], pos, round_, start))
-
-        for pos in itertools.islice(todo, 2 * threads):
-            submit(pos)
-        try:
-            while pending:
-                result = pending.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    submit(nxt)
-                yield result
-        finally:
-            for f in pending:
-                f.cancel()
-
-    def _thread_pool(self, threads: int) -> ThreadPoolExecutor:
         if self._pool is None:
-            for name, m in self.model.named_modules():
-                if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
-                    raise ConfigError(
-                        f"run.client_threads {threads}: the model has dropout ({name or 'model'}, "
-                        f"p={m.p}); clients in threads would share torch's global random "
-                        "generator, so runs would not repeat. Set the model's dropout to 0 or "
-                        "run.client_threads: 1")
-            intra = torch.get_num_threads()
-            self._pool = ThreadPoolExecutor(
-                threads, thread_name_prefix="fedgroups-client",
-                initializer=torch.set_num_threads, initargs=(intra,))
-        return self._pool
-
-    def _in_worker(self, key: Any, pos: int, round_: int, start: Params) -> ClientResult:
-        model = getattr(self._worker, "model", None)
-        if model is None:  # this thread's copy of the model, made once
-            model = self._worker.model = copy.deepcopy(self.model)
-        return self._train_client(key, pos, round_, start, model, False)
+            self._pool = ClientPool(self.model, threads)
+        yield from self._pool.ordered(
+            lambda model, pos: self._train_client(keys[pos], pos, round_, start, model, False),
+            positions)
 
     def state_dict(self) -> dict[str, Any]:
         return {"server": self.server.state_dict(), "local_store": self.local_store,

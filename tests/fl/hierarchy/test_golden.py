@@ -196,3 +196,23 @@ def test_resume_is_exact(method: str, world_data: str, tmp_path: Path,
            [records.to_json(e) for e in records.read_eval(tmp_path / "full")]
     assert (tmp_path / "cut" / records.ATTENTION_FILE).read_text() == \
            (tmp_path / "full" / records.ATTENTION_FILE).read_text()
+
+
+@pytest.mark.parametrize("method", ["worldlm", pytest.param("fl", marks=pytest.mark.slow)])
+def test_client_threads_give_the_same_tree_bit_for_bit(method: str, world_data: str,
+                                                       tmp_path: Path,
+                                                       world_config_factory: Any) -> None:
+    """run.client_threads trains a leaf's clients at once; aggregation stays in cohort order,
+    so every node's parameters and every logged number are those of one thread (with DP
+    noise on a leaf and clients too small to train)."""
+    over = {**QUIET, "rounds": 3, "cohort_size": 3, "client.min_sequences": 3,
+            "hierarchy.method": method,
+            "hierarchy.node_settings": {"it": {"privacy": {"clip_norm": 0.5,
+                                                           "noise_multiplier": 0.3}}}}
+    one = _run(world_config_factory(world_data, tmp_path / "one", **over))
+    two = _run(world_config_factory(world_data, tmp_path / "two", **over,
+                                    **{"run.client_threads": 2}))
+    _assert_equal(_params(two), _params(one))
+    timing = ("seconds", "tokens_per_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in two.rows] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in one.rows]

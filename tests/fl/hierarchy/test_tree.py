@@ -218,11 +218,3 @@ def test_the_resolved_section_parses_back_to_the_same_config() -> None:
         parsed = parse_hierarchy(data)
         assert parse_hierarchy(to_dict(parsed)) == parsed
 
-
-def test_client_threads_is_refused_for_a_hierarchical_run() -> None:
-    from fedgroups.fl.hierarchy.build import load_plan
-
-    cfg = parse_config({"data": {"path": "x"}, "output_dir": "o", "rounds": 5, "cohort_size": 3,
-                        "run": {"client_threads": 2}})
-    with pytest.raises(HierarchyError, match="run.client_threads 2: a hierarchical run"):
-        load_plan(cfg, parse_hierarchy({"levels": ["family"]}))

@@ -76,9 +76,6 @@ def load_plan(config: TrainConfig, hierarchy: HierarchyConfig) -> Plan:
     if config.algorithm.local_params:
         raise HierarchyError("algorithm.local_params is for flat runs; a hierarchical run "
                              "names its key layers in hierarchy.key_params")
-    if config.run.client_threads > 1:
-        raise HierarchyError(f"run.client_threads {config.run.client_threads}: a hierarchical "
-                             "run trains one client at a time for now; set it to 1")
     if config.eval.datasets:
         raise HierarchyError("eval.datasets is not used by a hierarchical run: each leaf "
                              "federation is evaluated on its own held-out groups "

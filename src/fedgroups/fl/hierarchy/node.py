@@ -23,9 +23,10 @@ copies per sub-federation); no list of client updates is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ import torch
 
 from fedgroups.fl.algorithms import ClientUpdate, Params, Server, load_params, make_optimizer
 from fedgroups.fl.client_data import pack_client
+from fedgroups.fl.client_pool import ClientPool
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.federation import NonFiniteLossError, client_seed, cohort_keys
 from fedgroups.fl.hierarchy import attention, residual
@@ -72,6 +74,7 @@ class Shared:
     on_attention: Any = None  # called with each AttentionRecord, or None
     root_round: int = 0  # set by the runner: attention records name it
     level_backbones: dict[int, dict[str, torch.nn.Parameter]] = field(default_factory=dict)
+    pool: ClientPool | None = None  # run.client_threads > 1: leaf clients trained at once
 
     def level_backbone(self, level: int, init: Params) -> dict[str, torch.nn.Parameter]:
         """One set of backbone tensors per tree level, shared by that level's servers.
@@ -185,9 +188,10 @@ class FedNode:
         counts = dict.fromkeys(COUNTERS, 0.0)
         took_part: list[tuple[FedNode, float]] = []
         first_bad = None
-        for pos, index in enumerate(cohort):
-            if self.is_leaf:
-                update = self._client_update(members[index], start, r, pos)
+        leaf_updates = self._leaf_updates(members, cohort, start, r) if self.is_leaf else None
+        for index in cohort:
+            if leaf_updates is not None:
+                update = next(leaf_updates)
                 if update is None:
                     aggregate.count("skipped")
                     counts["skipped"] += 1
@@ -240,8 +244,26 @@ class FedNode:
         self.seconds += time.perf_counter() - t0
         return counts
 
-    def _client_update(self, client: tuple[Any, Any], start: Params, r: int, pos: int
-                       ) -> ClientUpdate | None:
+    def _leaf_updates(self, members: Sequence[Any], cohort: list[int], start: Params, r: int,
+                      ) -> Iterator[ClientUpdate | None]:
+        """The cohort's client updates in cohort order (None: skipped), one at a time on the
+        run's scratch model or ``run.client_threads`` at once (bit-identical)."""
+        pool = self.shared.pool
+        if pool is None:
+            for pos, index in enumerate(cohort):
+                yield self._client_update(members[index], start, r, pos, self.shared.model)
+            return
+
+        def train(model: torch.nn.Module, at: tuple[int, int]) -> ClientUpdate | None:
+            update = self._client_update(members[at[1]], start, r, at[0], model)
+            if update is not None and update.finite:  # read the delta before the model moves on
+                update = dataclasses.replace(update, delta=list(update.delta))
+            return update
+
+        yield from pool.ordered(train, enumerate(cohort))
+
+    def _client_update(self, client: tuple[Any, Any], start: Params, r: int, pos: int,
+                       model: torch.nn.Module) -> ClientUpdate | None:
         cfg, sh = self.shared.config, self.shared
         dataset, key = client
         data = pack_client(dataset.group(key), sh.tokenizer, text_column=cfg.data.text_column,
@@ -249,9 +271,9 @@ class FedNode:
                            eos_id=sh.eos_id)
         if data.num_sequences < cfg.client.min_sequences:
             return None
-        load_params(sh.model, start)
+        load_params(model, start)
         return self.strategy.local_update(
-            sh.model, data, cfg.client, start=start, aggregated=self.names, device=sh.device,
+            model, data, cfg.client, start=start, aggregated=self.names, device=sh.device,
             generator=torch.Generator().manual_seed(client_seed(self.seed, r, pos)),
         )
 

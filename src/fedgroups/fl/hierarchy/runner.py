@@ -24,6 +24,7 @@ from fedgroups.fl.checkpoint import (
     resume_point,
     save_checkpoint,
 )
+from fedgroups.fl.client_pool import ClientPool
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import NonFiniteLossError
@@ -111,7 +112,9 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
                     backbone=[n for n in names if n not in keys], key_names=keys,
                     method=hier.method, mode=MIX.get(hier.method, "none"),
                     residuals=hier.residuals if hier.method in USES_RESIDUALS else 0,
-                    device=device, on_attention=attention_buffer.append)
+                    device=device, on_attention=attention_buffer.append,
+                    pool=(ClientPool(model, config.run.client_threads)
+                          if config.run.client_threads > 1 else None))
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
     root, used_settings = build_nodes(plan, config, hier, shared, init)
     inner = flat_budget(plan)[0] if hier.method == "fl" else 1
