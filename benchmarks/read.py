@@ -3,7 +3,8 @@
 1. Streaming every example of every group, shuffled, as Arrow batches, against a raw
    pyarrow scan of the same shards cut into the same per-group batches (the baseline reads
    row groups in file order and slices them at key changes); and as Python dicts, against
-   the raw scan converted with ``to_pylist``. Target: >= 0.8x. Each ratio is the median
+   the raw scan converted with ``to_pylist``. Target: >= 0.8x (>= 0.9x for groups of 10
+   examples, the worst round >= 0.8x). Each ratio is the median
    over interleaved rounds of both (see ``ratio``): this machine's speed drifts too much
    for a ratio of two fastest runs, taken at different moments, to mean much.
 2. Random access to a 10-example group, uncached (each access decodes its row group), at
@@ -160,6 +161,7 @@ def bench_streaming(work: str, quick: bool, measure: bool = True) -> None:
         ds = build(make_table(n_groups, sizes_arr, 1, 200), path)
         if not measure:
             continue
+        target = "0.9, worst round 0.8" if sizes == 10 else "0.8"
         cols = ds.schema.names
         raw_b, fg_b = partial(raw_scan_batches, ds.root, cols), partial(stream_batches, ds, cols)
         raw_bv = partial(raw_scan_batches, ds.root, cols, verify=True)
@@ -172,11 +174,11 @@ def bench_streaming(work: str, quick: bool, measure: bool = True) -> None:
               f"{sum(s['file_bytes'] for s in ds.manifest['shards']) >> 20} MiB "
               "(7 interleaved rounds; ex/s of the fastest run)")
         print(f"  arrow batches: {n_fg / t_fg:,.0f} ex/s vs raw scan {n_raw / t_raw:,.0f} "
-              f"ex/s -> ratio {ratio(raw_b, fg_b)} (target >= 0.8); vs raw scan that also "
+              f"ex/s -> ratio {ratio(raw_b, fg_b)} (target >= {target}); vs raw scan that also "
               f"verifies page checksums as fedgroups does: {ratio(raw_bv, fg_b)}; "
               f"{cpu_ratio(raw_b, fg_b)}; {overhead_us(raw_b, fg_b, len(ds))}")
         print(f"  python dicts:  {n_fgd / t_fgd:,.0f} ex/s vs raw to_pylist "
-              f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {ratio(raw_d, fg_d)} (target >= 0.8); "
+              f"{n_fgd / t_rawd:,.0f} ex/s -> ratio {ratio(raw_d, fg_d)} (target >= {target}); "
               f"{cpu_ratio(raw_d, fg_d)}; {overhead_us(raw_d, fg_d, len(ds))}")
 
 
