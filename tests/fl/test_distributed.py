@@ -22,7 +22,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_ranks_equal_sequential(make_dataset, tmp_path: Path) -> None:
+@pytest.mark.parametrize("client_threads", [1, 2])
+def test_two_ranks_equal_sequential(make_dataset, tmp_path: Path, client_threads: int) -> None:
     if not real_reader():
         pytest.skip("spawned ranks need a dataset on disk (the fedgroups reader)")
     data = make_dataset(make_records(16))
@@ -31,7 +32,9 @@ def test_two_ranks_equal_sequential(make_dataset, tmp_path: Path) -> None:
     seq = run(parse_config(tiny_config(data, str(tmp_path / "seq"), **over)),
               echo=lambda m: None)
     out = tmp_path / "dist.pt"
-    cfg = tiny_config(data, str(tmp_path / "dist"), **over)
+    # each rank may train its share of the cohort in threads (run.client_threads)
+    cfg = tiny_config(data, str(tmp_path / "dist"), **over,
+                      **{"run.client_threads": client_threads})
     mp.spawn(worker, args=(2, _free_port(), cfg, str(out)), nprocs=2, join=True)
     got = torch.load(out, weights_only=True)
     for name, p in seq.model.state_dict().items():
