@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fedgroups.fl.hierarchy import records as rec
 
 if TYPE_CHECKING:
-    from fedgroups.fl.hierarchy.compare import Row, Run
+    from fedgroups.fl.hierarchy.results import Row, Run
 
 # Attention panels per figure row; the figure grows downwards beyond it.
 _PANELS_PER_ROW = 4
