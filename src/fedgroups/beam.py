@@ -12,7 +12,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise SettingError(
         "fedgroups.beam needs Apache Beam: pip install 'fedgroups[beam]'") from e
 
-from fedgroups.engine.beam import FedGroupsOptions, GroupAndWrite, ReadAndKey, run_beam
-from fedgroups.engine.beam_write import WriteGrouped
+from fedgroups.engine.beam import FedGroupsOptions, GroupAndWrite, ReadAndKey
+from fedgroups.engine.beam_write import WriteGrouped, run_beam
 
 __all__ = ["FedGroupsOptions", "GroupAndWrite", "ReadAndKey", "WriteGrouped", "run_beam"]

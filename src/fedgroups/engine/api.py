@@ -128,7 +128,7 @@ def build(
     timer.mark("open source")
     t0 = time.perf_counter()
     if engine == "beam":  # the pipeline writes index and manifest itself, as its last step
-        from fedgroups.engine.beam import run_beam
+        from fedgroups.engine.beam_write import run_beam
         manifest, stats = run_beam(
             src, keyfn, out=out, overwrite=overwrite, text_column=text_col,
             on_missing_key=on_missing_key, num_shards=num_partitions, group_columns=gcols,

@@ -11,8 +11,9 @@ One read of the input and one shuffle::
       |                                      shards; group statistics come from the writer
       | ToList | Map(commit, summary)        a singleton step: index, then manifest, last
 
-``run_beam`` serves ``fg.build(..., engine="beam")``; ``WriteGrouped`` is the same
-pipeline as a PTransform over a PCollection of dicts (``fedgroups.beam.WriteGrouped``).
+This module holds the pipeline's transforms; ``beam_write.py`` runs them: ``run_beam``
+serves ``fg.build(..., engine="beam")`` and ``WriteGrouped`` is the same pipeline as a
+PTransform over a PCollection of dicts (``fedgroups.beam.WriteGrouped``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -29,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 
 from fedgroups.engine.beam_arrow import (
@@ -38,7 +39,6 @@ from fedgroups.engine.beam_arrow import (
     ChunkCutter,
     MapSummary,
     decode_chunk,
-    default_num_shards,
     encode_chunk,
     write_partition,
 )
@@ -50,7 +50,7 @@ from fedgroups.engine.core import (
     unit_ordinals,
 )
 from fedgroups.engine.plan import parse_bytes
-from fedgroups.errors import FedGroupsError, SettingError
+from fedgroups.errors import SettingError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.group_columns import group_fields
 from fedgroups.format.spec import new_build_id, with_build_id
@@ -302,16 +302,6 @@ def summarize(stats: beam.PCollection) -> beam.PCollection:
     return stats | "Summary" >> beam.CombineGlobally(_SummaryFn())
 
 
-def _unwrap(error: BaseException) -> BaseException:
-    """The user-facing error inside a runner's wrapper, if there is one."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, FedGroupsError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return error
-
-
 def counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
     out: dict[str, int] = {}
     try:
@@ -321,50 +311,3 @@ def counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
     for c in metrics.get("counters", []):
         out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(c.committed or c.attempted or 0)
     return out
-
-
-def run_beam(
-    src: Source, keyfn: KeyFunction, *, out: str, overwrite: bool, text_column: str | None,
-    on_missing_key: str, num_shards: int | None, pipeline_options: list[str],
-    group_columns: tuple[str, ...] = (),
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Build ``out`` on the runner the options name; return (manifest, statistics).
-
-    The pipeline's last step writes the index and then the manifest (and, for a local OUT,
-    renames the staging directory into place), so a failed or cancelled job leaves nothing
-    that opens as a dataset."""
-    from fedgroups.engine.beam_write import Commit, prepare_root, read_result_manifest
-
-    options = PipelineOptions(pipeline_options)
-    settings = BeamSettings.from_options(options, num_shards or default_num_shards(
-        src.estimated_bytes))
-    root = prepare_root(out, overwrite)
-    layout = Layout(root=root, key_spec=keyfn.spec, input_schema=src.schema,
-                    text_column=text_column, group_columns=group_columns)
-    build_settings = {"engine": "beam",
-                      "runner": options.view_as(StandardOptions).runner or "DirectRunner",
-                      "num_partitions": settings.num_shards, **{
-                          k: v for k, v in asdict(settings).items() if k != "num_shards"},
-                      "on_missing_key": on_missing_key}
-    pipeline = beam.Pipeline(options=options)
-    outputs = pipeline | "Read" >> ReadAndKey(src, keyfn, settings, on_missing_key)
-    summary = summarize(outputs.stats)
-    results = outputs.chunks | "Write" >> GroupAndWrite(layout, settings, summary)
-    commit = Commit(layout, out, overwrite, keyfn, build_settings, source=src.description)
-    _ = (results | "Collect" >> beam.combiners.ToList()
-         | "Commit" >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary)))
-    try:
-        run = pipeline.run()
-        run.wait_until_finish()
-    except Exception as e:  # runners wrap worker errors; surface the user's error as is
-        if root != out:
-            shutil.rmtree(root, ignore_errors=True)
-        inner = _unwrap(e)
-        if inner is not e:
-            raise inner from e
-        raise
-    manifest = read_result_manifest(out)
-    totals = manifest["totals"]
-    stats: dict[str, Any] = {"rows_in": totals["examples"] + totals["dropped_examples"],
-                             "dropped": totals["dropped_examples"], **counters(run)}
-    return manifest, stats

@@ -13,26 +13,31 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from fedgroups.engine.beam import (
     BeamSettings,
     GroupAndWrite,
     Layout,
+    ReadAndKey,
     _KeyAndCut,
+    counters,
     summarize,
 )
 from fedgroups.engine.beam_arrow import (
     SORT_BUDGET,
     MapSummary,
     content_ordinals,
+    default_num_shards,
 )
 from fedgroups.engine.core import MapResult
 from fedgroups.engine.plan import parse_bytes
-from fedgroups.errors import OutputExistsError, SettingError, SourceError
+from fedgroups.errors import FedGroupsError, OutputExistsError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult, finish
 from fedgroups.format.group_columns import parse_group_columns
 from fedgroups.format.layout import CARD_FILE
@@ -209,3 +214,58 @@ class WriteGrouped(beam.PTransform):
         return (results
                 | "Collect" >> beam.combiners.ToList()
                 | "Commit" >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary)))
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """The user-facing error inside a runner's wrapper, if there is one."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, FedGroupsError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error
+
+
+def run_beam(
+    src: Source, keyfn: KeyFunction, *, out: str, overwrite: bool, text_column: str | None,
+    on_missing_key: str, num_shards: int | None, pipeline_options: list[str],
+    group_columns: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build ``out`` on the runner the options name; return (manifest, statistics).
+
+    The pipeline's last step writes the index and then the manifest (and, for a local OUT,
+    renames the staging directory into place), so a failed or cancelled job leaves nothing
+    that opens as a dataset."""
+    options = PipelineOptions(pipeline_options)
+    settings = BeamSettings.from_options(options, num_shards or default_num_shards(
+        src.estimated_bytes))
+    root = prepare_root(out, overwrite)
+    layout = Layout(root=root, key_spec=keyfn.spec, input_schema=src.schema,
+                    text_column=text_column, group_columns=group_columns)
+    build_settings = {"engine": "beam",
+                      "runner": options.view_as(StandardOptions).runner or "DirectRunner",
+                      "num_partitions": settings.num_shards, **{
+                          k: v for k, v in asdict(settings).items() if k != "num_shards"},
+                      "on_missing_key": on_missing_key}
+    pipeline = beam.Pipeline(options=options)
+    outputs = pipeline | "Read" >> ReadAndKey(src, keyfn, settings, on_missing_key)
+    summary = summarize(outputs.stats)
+    results = outputs.chunks | "Write" >> GroupAndWrite(layout, settings, summary)
+    commit = Commit(layout, out, overwrite, keyfn, build_settings, source=src.description)
+    _ = (results | "Collect" >> beam.combiners.ToList()
+         | "Commit" >> beam.Map(commit, summary=beam.pvalue.AsSingleton(summary)))
+    try:
+        run = pipeline.run()
+        run.wait_until_finish()
+    except Exception as e:  # runners wrap worker errors; surface the user's error as is
+        if root != out:
+            shutil.rmtree(root, ignore_errors=True)
+        inner = _unwrap(e)
+        if inner is not e:
+            raise inner from e
+        raise
+    manifest = read_result_manifest(out)
+    totals = manifest["totals"]
+    stats: dict[str, Any] = {"rows_in": totals["examples"] + totals["dropped_examples"],
+                             "dropped": totals["dropped_examples"], **counters(run)}
+    return manifest, stats
