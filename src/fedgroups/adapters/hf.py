@@ -17,15 +17,32 @@ shard files at the root (docs/format.md, "Reading with other tools").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from fedgroups.format.spec import KEY_COLUMN
 
-if TYPE_CHECKING:
-    from fedgroups.reader.dataset import Group, GroupedDataset, Key
+
+class Group(Protocol):
+    """What is used of a ``fedgroups.reader`` Group (the reader calls this module, not the
+    other way round)."""
+
+    key: Any
+
+    def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table: ...
+
+
+class GroupedDataset(Protocol):
+    """What is used of a ``fedgroups.reader`` GroupedDataset."""
+
+    schema: pa.Schema
+    index: pa.Table
+
+    def group(self, key: Any) -> Group: ...
+
+    def __iter__(self) -> Iterator[Group]: ...
 
 
 def _datasets() -> Any:
@@ -42,7 +59,7 @@ def group_to_hf(group: Group, columns: Sequence[str] | None = None) -> Any:
     return _datasets().Dataset(group.to_arrow(columns))
 
 
-def groups_to_hf(ds: GroupedDataset, keys: Sequence[Key] | None = None,
+def groups_to_hf(ds: GroupedDataset, keys: Sequence[Any] | None = None,
                  columns: Sequence[str] | None = None) -> Any:
     """The examples of the groups ``keys`` (default: every group of ``ds``), group after
     group in the order given, as one ``datasets.Dataset`` whose first column is the group
