@@ -104,7 +104,9 @@ def dir_bytes(path: str) -> int:
 
 
 class PeakMemory:
-    """Peak resident memory (sum over a process tree), sampled in a thread.
+    """Peak resident memory (sum over a process tree), sampled in a thread; also the tree's
+    CPU seconds (each process's last sample: a child's CPU after its last sample is missed)
+    and the wall time.
 
     Without ``pid_command`` it watches this process and its children while the ``with``
     block runs; with it, it runs that command to completion and watches its tree.
@@ -116,6 +118,8 @@ class PeakMemory:
         self.command = pid_command
         self.returncode = 0
         self.stdout = self.stderr = ""
+        self.wall = 0.0
+        self._cpu: dict[int, float] = {}
         self._root = psutil.Process()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -130,9 +134,15 @@ class PeakMemory:
         for p in tree:
             try:
                 total += p.memory_info().rss
+                t = p.cpu_times()
+                self._cpu[p.pid] = t.user + t.system
             except psutil.Error:
                 pass
         return total
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -140,6 +150,7 @@ class PeakMemory:
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakMemory:
+        self._t0 = time.perf_counter()
         if self.command is not None:
             import subprocess
             proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -148,6 +159,7 @@ class PeakMemory:
             self._thread.start()
             self.stdout, self.stderr = proc.communicate()
             self.returncode = proc.returncode
+            self.wall = time.perf_counter() - self._t0
             return self
         self._thread.start()
         return self
@@ -155,3 +167,5 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        if self.command is None:
+            self.wall = time.perf_counter() - self._t0

@@ -45,18 +45,17 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import PeakMemory  # noqa: E402
 
 # ----------------------------------------------------------------------------- the workload
 
@@ -258,30 +257,11 @@ def run_flower(config_path: str, result_path: str, cpus_per_client: float) -> No
 
 def measure(cmd: list[str]) -> dict[str, float]:
     """Wall time, CPU time and peak RSS of ``cmd``'s whole process tree."""
-    t0 = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                        env={**os.environ, "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore"})
-    peak, cpu = 0, {}
-    while proc.poll() is None:
-        rss = 0
-        try:
-            tree = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            tree = [proc]
-        for p in tree:
-            try:
-                rss += p.memory_info().rss
-                t = p.cpu_times()
-                cpu[p.pid] = t.user + t.system
-            except psutil.Error:
-                pass
-        peak = max(peak, rss)
-        time.sleep(0.05)
-    wall = time.perf_counter() - t0
-    out = proc.stdout.read() if proc.stdout else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}")
-    return {"wall": wall, "cpu": sum(cpu.values()), "peak_rss": peak}
+    with PeakMemory(pid_command=cmd) as mem:
+        pass
+    if mem.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({mem.returncode}):\n{mem.stderr[-4000:]}")
+    return {"wall": mem.wall, "cpu": mem.cpu_seconds, "peak_rss": mem.peak_rss}
 
 
 def summarise(result_path: Path, proc: dict[str, float]) -> dict[str, float]:
