@@ -1,4 +1,5 @@
-"""What the experiment scripts share: the corpus, `fedgroups train` runs, tuning, tables.
+"""What the experiment scripts share: the corpus, `fedgroups train` runs, tuning (tables:
+``tables.py``).
 
 Every training run is the public command ``fedgroups train configs/dg-meta.yaml --set
 ...`` (its ``main``, in this process; in subprocesses with ``--jobs`` > 1), so what is
@@ -12,7 +13,6 @@ settings, so an interrupted experiment resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tables import write_table
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "dg-meta.yaml"
@@ -370,40 +372,3 @@ def algorithm_overrides(alg: str, tuned: Tuned) -> tuple[str, ...]:
     else:
         out.append(f"client.lr={tuned.client_lr}")
     return tuple(out)
-
-
-# --- tables ------------------------------------------------------------------------------
-
-
-def spread(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, min, max) over seeds."""
-    v = [x for x in values if math.isfinite(x)]
-    if not v:
-        return math.nan, math.nan, math.nan
-    return sum(v) / len(v), min(v), max(v)
-
-
-def fmt(values: Sequence[float], digits: int = 3) -> str:
-    """``mean [min–max]`` over seeds."""
-    m, lo, hi = spread(values)
-    if not math.isfinite(m):
-        return "-"
-    return f"{m:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else "-"
-    return str(v)
-
-
-def write_table(stem: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    """``stem.csv`` (full precision) and ``stem.md`` (a Markdown table)."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with stem.with_suffix(".csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

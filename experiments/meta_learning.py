@@ -26,7 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-from common import ALGORITHMS, Context, Run, fmt
+import tables
+from common import ALGORITHMS, Context, Run
+from tables import fmt
 
 # Dataset Grouper, Table 5: FedC4 validation loss across clients (p10 / p50 / p90).
 PAPER = {
@@ -53,7 +55,7 @@ def summarize(ctx: Context, dirs: dict[tuple[str, int], Path],
             for q, paper in zip((10, 50, 90), PAPER[(alg, phase)]):
                 vals = [last[(alg, s)][f"pers/heldout/{phase}_p{q}"] for s in seeds]
                 row[f"p{q}"] = fmt(vals)
-                row[f"p{q}_mean"] = common.spread(vals)[0]
+                row[f"p{q}_mean"] = tables.spread(vals)[0]
                 row[f"paper_p{q}"] = paper
             rows.append(row)
     for alg in ALGORITHMS:  # per client: how much fine-tuning lowered its loss
@@ -61,11 +63,11 @@ def summarize(ctx: Context, dirs: dict[tuple[str, int], Path],
         for i, q in enumerate((10, 50, 90)):
             vals = [_gain_percentile(common.personalization(dirs[(alg, s)]), q) for s in seeds]
             row[f"p{q}"] = fmt(vals)
-            row[f"p{q}_mean"] = common.spread(vals)[0]
+            row[f"p{q}_mean"] = tables.spread(vals)[0]
             # the paper reports pre and post percentiles only: this is their difference
             row[f"paper_p{q}"] = round(PAPER[(alg, "pre")][i] - PAPER[(alg, "post")][i], 3)
         rows.append(row)
-    common.write_table(ctx.results / "personalization", rows,
+    tables.write_table(ctx.results / "personalization", rows,
                        ["algorithm", "phase", "p10", "p50", "p90",
                         "paper_p10", "paper_p50", "paper_p90"])
 
@@ -90,7 +92,7 @@ def summarize(ctx: Context, dirs: dict[tuple[str, int], Path],
             "heldout_loss_fedsgd": m["fedsgd"]["eval/heldout/loss"],
             "client_tokens_fedavg": tokens["fedavg"], "client_tokens_fedsgd": tokens["fedsgd"],
         })
-    common.write_table(ctx.results / "orderings", checks, list(checks[0]))
+    tables.write_table(ctx.results / "orderings", checks, list(checks[0]))
     _plot(ctx, dirs)
     return {"tuned": tuned, "rows": rows, "checks": checks}
 
@@ -139,10 +141,7 @@ def _plot(ctx: Context, dirs: dict[tuple[str, int], Path]) -> None:
     ax2.set(xlabel="round", ylabel="held-out loss (token-weighted)",
             title=f"Global model on held-out clients (mean, min–max over {len(ctx.scale.seeds)} seeds)")
     ax2.legend()
-    fig.tight_layout()
-    ctx.results.mkdir(parents=True, exist_ok=True)
-    fig.savefig(ctx.results / "meta_learning.png", dpi=110)
-    plt.close(fig)
+    tables.save_figure(fig, ctx.results / "meta_learning.png")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-from common import ALGORITHMS, SCHEDULES, Context, fmt
+import tables
+from common import ALGORITHMS, SCHEDULES, Context
+from tables import fmt
 
 NAME = {"fedavg": "FedAvg", "fedsgd": "FedSGD"}
 LOSS = "eval/heldout/loss"
@@ -45,17 +47,17 @@ def summarize(ctx: Context, dirs: dict[tuple[str, str, int], Path]) -> list[dict
             rows.append({
                 "algorithm": NAME[alg], "schedule": sched,
                 "heldout_loss": fmt(finals[sched]),
-                "heldout_loss_mean": common.spread(finals[sched])[0],
+                "heldout_loss_mean": tables.spread(finals[sched])[0],
                 "pre_p50": fmt([m["pers/heldout/pre_p50"] for m in last]),
                 "post_p50": fmt([m["pers/heldout/post_p50"] for m in last]),
             })
-        means = [common.spread(v)[0] for v in finals.values()]
-        seed_spread = max(common.spread(v)[2] - common.spread(v)[1] for v in finals.values())
+        means = [tables.spread(v)[0] for v in finals.values()]
+        seed_spread = max(tables.spread(v)[2] - tables.spread(v)[1] for v in finals.values())
         rows.append({"algorithm": NAME[alg], "schedule": "(max - min over schedules)",
                      "heldout_loss": f"{max(means) - min(means):.3f} "
                      f"(largest seed range {seed_spread:.3f})",
                      "heldout_loss_mean": max(means) - min(means)})
-    common.write_table(ctx.results / "schedules", rows,
+    tables.write_table(ctx.results / "schedules", rows,
                        ["algorithm", "schedule", "heldout_loss", "pre_p50", "post_p50"])
     _plot(ctx, dirs)
     return rows
@@ -101,10 +103,7 @@ def _plot(ctx: Context, dirs: dict[tuple[str, str, int], Path]) -> None:
     axes[0, 2].set(xlabel="round", ylabel="server lr / peak lr", title="server schedules")
     axes[0, 2].legend()
     axes[1, 2].axis("off")
-    fig.tight_layout()
-    ctx.results.mkdir(parents=True, exist_ok=True)
-    fig.savefig(ctx.results / "schedules.png", dpi=110)
-    plt.close(fig)
+    tables.save_figure(fig, ctx.results / "schedules.png")
 
 
 def main(argv: list[str] | None = None) -> int:
