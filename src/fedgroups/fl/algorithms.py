@@ -16,6 +16,7 @@ whole federation (its aggregated delta over its own rounds) in a hierarchy.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -84,6 +85,11 @@ class ClientUpdate:
     steps: int
     finite: bool
     delta: Iterable[tuple[str, torch.Tensor]]  # lazily computed; consume once
+
+    def read_delta(self) -> ClientUpdate:
+        """This update with its delta read out of the model now (a list), for when the model
+        trains another client before this update is aggregated (client_pool.py)."""
+        return dataclasses.replace(self, delta=list(self.delta)) if self.finite else self
 
     def weight(self, weighting: WeightingName) -> float:
         if weighting == "uniform":

@@ -14,7 +14,6 @@ optimizer) is the run's :class:`~fedgroups.fl.strategy.Strategy`: from the confi
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,10 +163,8 @@ class Federation:
                 model, data, cfg.client, start=start, aggregated=self.aggregated,
                 device=self.device, generator=torch.Generator().manual_seed(seed),
             )
-        if not seeded and update.finite:
-            # the delta is read from the model lazily (one tensor at a time, when aggregated):
-            # in a worker thread the model moves on to the next client, so read it now
-            update = dataclasses.replace(update, delta=list(update.delta))
+        if not seeded:  # a worker thread's model moves on to the next client
+            update = update.read_delta()
         kept = None
         if self.local and update.finite:
             params = dict(model.named_parameters())

@@ -23,7 +23,6 @@ copies per sub-federation); no list of client updates is kept.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -256,9 +255,7 @@ class FedNode:
 
         def train(model: torch.nn.Module, at: tuple[int, int]) -> ClientUpdate | None:
             update = self._client_update(members[at[1]], start, r, at[0], model)
-            if update is not None and update.finite:  # read the delta before the model moves on
-                update = dataclasses.replace(update, delta=list(update.delta))
-            return update
+            return None if update is None else update.read_delta()  # the model moves on
 
         yield from pool.ordered(train, enumerate(cohort))
 
