@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedgroups.reader.order import (
+    _WINDOW_STREAM,
     permute_blocks,
+    rng_for,
     physical_blocks,
     slot_order,
     slot_range,
@@ -109,6 +111,17 @@ def test_window_shuffle_only_moves_inside_windows(n, buffer_size, seed):
     out = window_shuffle(ids, buffer_size, seed, 0, 0)
     assert ((out // buffer_size) == (ids // buffer_size)).all()
     assert sorted(out.tolist()) == ids.tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 3000), st.integers(1, 400), st.integers(0, 99), st.integers(0, 3))
+def test_window_shuffle_is_the_lexsort_order(n, buffer_size, seed, slot):
+    # states resume by position, so the order of a (seed, epoch, slot) never changes:
+    # each window sorted by its draws, ties kept in place (however it is computed)
+    ids = np.arange(n, dtype=np.int64) * 5 + 2
+    draws = rng_for(seed, _WINDOW_STREAM, 0, slot).random(n)
+    expected = ids[np.lexsort((draws, np.arange(n) // buffer_size))]
+    assert window_shuffle(ids, buffer_size, seed, 0, slot).tolist() == expected.tolist()
 
 
 def test_full_buffer_gives_a_uniform_looking_permutation():
