@@ -44,18 +44,37 @@ def test_row_groups_of_a_consistent_shard_pass(layout, data):
         start = data.draw(st.integers(0, len(col) - 1))
         stop = data.draw(st.integers(start + 1, len(col)))
         check_row_group(phys, a.keys, "shard", s, start, stop, pa.array(col[start:stop]))
+        # as a stream's scan reads it: dictionary-encoded (checked run by run)
+        check_row_group(phys, a.keys, "shard", s, start, stop,
+                        pa.array(col[start:stop]).dictionary_encode())
 
 
 @settings(max_examples=200, deadline=None)
-@given(layouts, st.data())
-def test_any_wrong_row_is_caught(layout, data):
+@given(layouts, st.data(), st.booleans())
+def test_any_wrong_row_is_caught(layout, data, dictionary):
     a, columns = _index([n for n, _ in layout], [s for _, s in layout])
     s = data.draw(st.sampled_from([i for i, c in enumerate(columns) if c]))
     col = list(columns[s])
     row = data.draw(st.integers(0, len(col) - 1))
-    col[row] = "zzz"  # another group's key, or none at all
+    wrong = data.draw(st.sampled_from(["zzz", *sorted(set(col))]))  # none, or another's
+    if col[row] == wrong:
+        return
+    col[row] = wrong
+    keys = pa.array(col).dictionary_encode() if dictionary else pa.array(col)
     with pytest.raises(CorruptDatasetError, match=f"row {row} should hold group"):
-        check_row_group(a.physical, a.keys, "shard", s, 0, len(col), pa.array(col))
+        check_row_group(a.physical, a.keys, "shard", s, 0, len(col), keys)
+
+
+def test_a_dictionary_holding_a_key_twice_is_compared_row_by_row():
+    a, columns = _index([2, 3], [0, 0])
+    # g0000 g0000 g0001 g0001 g0001, with g0001 at two dictionary entries
+    keys = pa.DictionaryArray.from_arrays(pa.array([0, 0, 1, 2, 1], pa.int32()),
+                                          pa.array(["g0000", "g0001", "g0001"]))
+    check_row_group(a.physical, a.keys, "shard", 0, 0, 5, keys)
+    wrong = pa.DictionaryArray.from_arrays(pa.array([0, 0, 1, 0, 1], pa.int32()),
+                                           pa.array(["g0000", "g0001", "g0001"]))
+    with pytest.raises(CorruptDatasetError, match="row 3 should hold group 'g0001'"):
+        check_row_group(a.physical, a.keys, "shard", 0, 0, 5, wrong)
 
 
 def test_parts_that_do_not_tile_the_shard_are_caught():

@@ -43,8 +43,22 @@ SEGMENT_BYTES = 8 << 20
 # row groups converted whole to dicts (counted by their Arrow size; the dicts take ~2-3x)
 DICT_BYTES = 64 << 20
 _MASK = 0xFFFFFFFF
-_FORMAT = pds.ParquetFileFormat()
+# the key column is read dictionary-encoded (one string per run rather than per row: about
+# half its decoding time; tiling.py then checks runs, not rows)
+_FORMAT = pds.ParquetFileFormat(
+    read_options=pds.ParquetReadOptions(dictionary_columns={KEY_COLUMN}))
 _FS = pfs.LocalFileSystem()
+
+
+def _scan_schema(schema: pa.Schema) -> pa.Schema:
+    """The shard's schema as a scan with ``_FORMAT`` reads it: string or binary keys as a
+    dictionary (other key types are read as they are)."""
+    i = schema.get_field_index(KEY_COLUMN)
+    t = schema.field(i).type
+    if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or \
+            pa.types.is_large_binary(t):
+        return schema.set(i, schema.field(i).with_type(pa.dictionary(pa.int32(), t)))
+    return schema
 
 
 class _Scan:
@@ -62,6 +76,7 @@ class _Scan:
                 whole.ensure_complete_metadata()
                 fragments[s] = whole.split_by_row_group()
             frags.append(fragments[s][c & _MASK])
+        schema = _scan_schema(schema)
         dataset = pds.FileSystemDataset(frags, schema, _FORMAT, _FS)
         # shards are local files: pre-buffering reads would only add a copy (~10% more CPU)
         options = pds.ParquetFragmentScanOptions(page_checksum_verification=True,

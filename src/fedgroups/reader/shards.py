@@ -72,9 +72,10 @@ class ShardHandle:
 @dataclass
 class DecodedRowGroup:
     """A decoded row group: its rows (one record batch, without the key column) and its key
-    column. A group's rows are checked to be exactly one run of its key — by looking the
-    run up in ``runs`` (made on first use), or, once ``verified`` (the whole key column
-    checked against the index, see tiling.py), not at all."""
+    column (dictionary-encoded if a stream's scan read it: see readahead.py). A group's
+    rows are checked to be exactly one run of its key — by looking the run up in ``runs``
+    (made on first use), or, once ``verified`` (the whole key column checked against the
+    index, see tiling.py), not at all."""
 
     batch: pa.RecordBatch
     keys: pa.Array
@@ -90,6 +91,8 @@ class DecodedRowGroup:
     def from_table(cls, table: pa.Table) -> DecodedRowGroup:
         """From a row group read with the key column."""
         col = table.column(KEY_COLUMN)
+        if col.num_chunks > 1 and pa.types.is_dictionary(col.type):  # dictionaries differ
+            col = pa.chunked_array([c.dictionary_decode() for c in col.chunks])
         keys = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         batch = one_batch(table.drop_columns([KEY_COLUMN]))
         return cls(batch, keys, batch.nbytes + keys.nbytes)
@@ -99,6 +102,8 @@ class DecodedRowGroup:
         """First row of each run of equal keys -> (stop row, key)."""
         if self._runs is None:  # two threads may both make it: equal dicts
             keys, n = self.keys, len(self.keys)
+            if pa.types.is_dictionary(keys.type):  # as a stream's scan reads it
+                keys = keys.dictionary_decode()
             starts = np.zeros(min(n, 1), np.int64)
             if n > 1:
                 changed = np.asarray(pc.not_equal(keys.slice(1), keys.slice(0, n - 1)))

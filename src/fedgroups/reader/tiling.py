@@ -55,6 +55,10 @@ def check_row_group(phys: PhysicalIndex, index_keys: pa.Array, path: str, shard:
     detail = "the index's parts do not cover them exactly once"
     if tiled:
         lengths = np.minimum(end[i:j], stop) - np.maximum(first[i:j], start)
+        if pa.types.is_dictionary(keys.type):
+            if _runs_match(index_keys, phys.group[lo + i:lo + j], lengths, keys):
+                return
+            keys = keys.dictionary_decode()  # find the first wrong row, as below
         groups = np.repeat(phys.group[lo + i:lo + j], lengths)
         expected = index_keys.take(groups).cast(keys.type)
         if len(expected) == len(keys):
@@ -65,3 +69,20 @@ def check_row_group(phys: PhysicalIndex, index_keys: pa.Array, path: str, shard:
     raise CorruptDatasetError(
         f"{path}: rows {start}..{stop} should hold exactly the groups the index places there "
         f"({detail}); the index and shard disagree — rebuild the dataset")
+
+
+def _runs_match(index_keys: pa.Array, groups: np.ndarray, lengths: np.ndarray,
+                keys: pa.DictionaryArray) -> bool:
+    """Do ``keys`` (read dictionary-encoded) hold ``lengths[p]`` rows of group
+    ``groups[p]``'s key for each part ``p`` in turn? Every row's dictionary index equals its
+    part's first row's, and those first rows' values are the parts' keys: a comparison of
+    one string per part instead of per row. False also where it cannot tell (nulls, or a
+    dictionary holding one value twice): the caller then compares every row."""
+    if keys.null_count or len(keys) != int(lengths.sum()):
+        return False
+    codes = keys.indices.to_numpy(zero_copy_only=True)
+    heads = codes[np.cumsum(lengths) - lengths]
+    if not np.array_equal(np.repeat(heads, lengths), codes):
+        return False
+    expected = index_keys.take(groups).cast(keys.type.value_type)
+    return bool(keys.dictionary.take(heads).equals(expected))
