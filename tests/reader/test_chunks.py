@@ -332,3 +332,12 @@ def test_small_groups_of_every_shard_come_from_their_row_groups(small):
     assert all(g.to_arrow().equals(fresh[g.key].to_arrow()) for g in groups[:20])
     feed.release(c.codes, c.code_rows)
     feed.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), max_size=300))
+def test_distinct_is_numpys_unique(pairs):
+    values = np.asarray([(s << 32) + r for s, r in pairs], np.int64)
+    expected = np.unique(values, return_index=True, return_inverse=True)
+    for got, want in zip(chunks._distinct(values), expected):
+        assert got.tolist() == want.reshape(-1).tolist()

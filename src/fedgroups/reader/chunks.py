@@ -121,6 +121,18 @@ def _locate(store: Store, shard: np.ndarray, first: np.ndarray, count: np.ndarra
     return rg, lo
 
 
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(values, return_index=True, return_inverse=True)``: the sorted distinct
+    values, where each is first seen, and each value's place among them — with a plain
+    sort and a search instead of np.unique's stable argsort (a third less time for the
+    few dozen row groups of a chunk of a thousand groups)."""
+    uniq = np.unique(values)
+    inverse = np.searchsorted(uniq, values)
+    first = np.full(len(uniq), len(values), np.int64)
+    np.minimum.at(first, inverse, np.arange(len(values)))
+    return uniq, first, inverse
+
+
 Other = tuple[int, list[Part], list[int] | None]
 """A chunk's group not served from one row group: (group id, parts, the row groups to
 decode before reading it whole — None for a group too large to read whole)."""
@@ -275,8 +287,7 @@ def plan_chunk(store: Store, ids: np.ndarray, columns: list[str], preload_bytes:
     code = (shard << 32) + rg
     uniq = first_at = np.zeros(0, np.int64)
     if blocked.any():
-        uniq, first_at, which[blocked] = np.unique(code[blocked], return_index=True,
-                                                   return_inverse=True)
+        uniq, first_at, which[blocked] = _distinct(code[blocked])
     # row groups of the other small groups (crossing a row group boundary, or in parts)
     others: dict[int, Other] = {}
     at, extra = [np.flatnonzero(blocked)], [code[blocked]]
