@@ -1,10 +1,16 @@
-"""`import fedgroups` and `fedgroups --help` must not pay for numpy, pyarrow or torch."""
+"""`import fedgroups` and `fedgroups --help` must not pay for numpy, pyarrow or torch, nor
+a small build for pandas."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 HEAVY = ("numpy", "pyarrow", "torch", "pandas")
@@ -65,3 +71,55 @@ def test_core_commands_skip_the_optional_subcommands() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "OPT:"
+
+
+# Reports an import of pandas in this process or in a forked worker (they inherit the
+# finder), with the stack that asked for it.
+_BUILD_PROBE = """
+import os, sys, traceback
+
+class _ReportPandas:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas":
+            print(f"IMPORTS PANDAS (pid {{os.getpid()}}):\\n" + "".join(traceback.format_stack()),
+                  file=sys.stderr, flush=True)
+        return None
+
+sys.meta_path.insert(0, _ReportPandas())
+import pyarrow, pyarrow.compute, pyarrow.json, pyarrow.parquet
+if "pandas" in sys.modules:
+    print("PYARROW-IMPORTS-PANDAS")
+    sys.exit(0)
+from fedgroups.cli import main
+code = main({argv!r})
+print("CODE", code, "pandas" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("fmt", "key", "verbose"), [("parquet", "url-host:url", True),
+                                                      ("jsonl", "field:lang", False)])
+def test_a_small_build_never_imports_pandas(tmp_path: Path, fmt: str, key: str,
+                                            verbose: bool) -> None:
+    """pyarrow imports pandas (~0.25 s) at its first conversion of Python or NumPy values to
+    Arrow or back; the build converts through fedgroups.arrays, in the parent and workers."""
+    if importlib.util.find_spec("pandas") is None:
+        pytest.skip("pandas is not installed: nothing could import it")
+    rows = [{"url": f"https://Site{i % 3}.org/p{i}", "text": f"doc {i} of a few words",
+             "lang": ("en", "fr", "de")[i % 4 % 3]} for i in range(40)]
+    sources = []
+    for f in range(2):  # two files: the map runs in the workers too, not only the reduce
+        path = tmp_path / f"in-{f}.{fmt}"
+        if fmt == "parquet":
+            pq.write_table(pa.Table.from_pylist(rows[f::2]), path)
+        else:
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows[f::2]))
+        sources.append(str(path))
+    argv = ["build", *sources, str(tmp_path / "out"), "--key", key, "--workers", "2",
+            "--quiet", *(["--verbose"] if verbose else [])]
+    done = subprocess.run([sys.executable, "-c", _BUILD_PROBE.format(argv=argv)],
+                          capture_output=True, text=True)
+    if "PYARROW-IMPORTS-PANDAS" in done.stdout:
+        pytest.skip("this pyarrow imports pandas when it is imported: no build can avoid it")
+    assert done.returncode == 0, done.stderr
+    assert "IMPORTS PANDAS" not in done.stderr, done.stderr
+    assert done.stdout.splitlines()[-1] == "CODE 0 False", done.stdout

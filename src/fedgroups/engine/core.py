@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import from_numpy, scalar, to_numpy
 from fedgroups.errors import KeyFunctionError, SettingError, SourceError
 from fedgroups.format.finish import PartitionResult
 from fedgroups.format.manifest import file_sha256
@@ -80,7 +81,7 @@ def key_batch(
     table = pa.Table.from_batches([batch])
     if keys.null_count:
         missing = pc.is_null(keys)
-        first = int(pc.index(missing, True).as_py())
+        first = int(pc.index(missing, scalar(True, pa.bool_())).as_py())
         where = source.location(unit, row0 + first)
         if on_missing_key == "error":
             raise KeyFunctionError(
@@ -94,11 +95,11 @@ def key_batch(
             result.drop_examples.append(where)
         table = table.filter(keep)
         keys = keys.filter(keep)
-        ordinals = ordinals[np.asarray(keep)]
+        ordinals = ordinals[to_numpy(keep)]
         if table.num_rows == 0:
             return None
     return table.append_column(KEY_COLUMN, keys).append_column(
-        ORDINAL_COLUMN, pa.array(ordinals, pa.uint64()))
+        ORDINAL_COLUMN, from_numpy(ordinals, pa.uint64()))
 
 
 def cut_by_partition(table: pa.Table, num_partitions: int) -> Iterator[tuple[int, pa.Table]]:
@@ -107,7 +108,7 @@ def cut_by_partition(table: pa.Table, num_partitions: int) -> Iterator[tuple[int
     parts = partition_of(table.column(KEY_COLUMN), num_partitions)
     order = np.argsort(parts, kind="stable")
     sorted_parts = parts[order]
-    table = table.take(pa.array(order))
+    table = table.take(from_numpy(order))
     bounds = np.flatnonzero(np.diff(sorted_parts)) + 1
     starts = np.concatenate([[0], bounds]).astype(np.int64)
     stops = np.concatenate([bounds, [len(order)]]).astype(np.int64)
@@ -160,19 +161,19 @@ def sort_order(keys: pa.Array | pa.ChunkedArray, ordinals: np.ndarray) -> np.nda
     if isinstance(keys, pa.ChunkedArray):
         keys = keys.combine_chunks()
     if pa.types.is_integer(keys.type):
-        rank = np.asarray(keys)
+        rank = to_numpy(keys)
     else:
         encoded = pc.dictionary_encode(keys)
-        by_value = np.asarray(pc.sort_indices(encoded.dictionary))
+        by_value = to_numpy(pc.sort_indices(encoded.dictionary))
         ranks = np.empty(len(by_value), np.int64)
         ranks[by_value] = np.arange(len(by_value))
-        rank = ranks[np.asarray(encoded.indices)]
+        rank = ranks[to_numpy(encoded.indices)]
     return np.lexsort((ordinals, rank))
 
 
 def sort_table(table: pa.Table) -> pa.Table:
-    order = sort_order(table.column(KEY_COLUMN), np.asarray(table.column(ORDINAL_COLUMN)))
-    return table.take(pa.array(order))
+    order = sort_order(table.column(KEY_COLUMN), to_numpy(table.column(ORDINAL_COLUMN)))
+    return table.take(from_numpy(order))
 
 
 def window_rows(table: pa.Table) -> int:
@@ -201,14 +202,12 @@ def _run_batches(path: str) -> Iterator[pa.Table]:
             yield pa.Table.from_batches([reader.get_batch(i)])
 
 
-def _upto(table: pa.Table, key: object, ordinal: int) -> int:
+def _upto(table: pa.Table, key: pa.Scalar, ordinal: pa.Scalar) -> int:
     """How many leading rows of a sorted table are <= (key, ordinal)."""
     keys = table.column(KEY_COLUMN)
-    k = pa.scalar(key, keys.type)
-    le = pc.or_(pc.less(keys, k),
-                pc.and_(pc.equal(keys, k),
-                        pc.less_equal(table.column(ORDINAL_COLUMN),
-                                      pa.scalar(ordinal, pa.uint64()))))
+    le = pc.or_(pc.less(keys, key),
+                pc.and_(pc.equal(keys, key),
+                        pc.less_equal(table.column(ORDINAL_COLUMN), ordinal)))
     return int(pc.sum(le).as_py() or 0)
 
 
@@ -221,15 +220,16 @@ def merge_sorted_runs(paths: list[str]) -> Iterator[pa.Table]:
         if not live:
             return
         # Everything up to the smallest "last row" among the heads can be emitted safely.
-        bound = min(
-            ((heads[i].column(KEY_COLUMN)[-1].as_py(),  # type: ignore[union-attr]
-              heads[i].column(ORDINAL_COLUMN)[-1].as_py()) for i in live),  # type: ignore
-        )
+        # Compared as Python values, kept as Arrow scalars (see fedgroups.arrays: making
+        # scalars from Python values imports pandas).
+        lasts = {i: (heads[i].column(KEY_COLUMN)[-1],  # type: ignore[union-attr]
+                     heads[i].column(ORDINAL_COLUMN)[-1]) for i in live}  # type: ignore
+        bound = lasts[min(live, key=lambda i: (lasts[i][0].as_py(), lasts[i][1].as_py()))]
         out = []
         for i in live:
             h = heads[i]
             assert h is not None
-            n = _upto(h, bound[0], bound[1])
+            n = _upto(h, *bound)
             if n:
                 out.append(h.slice(0, n))
             rest = h.slice(n)

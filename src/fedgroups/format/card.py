@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from fedgroups.arrays import to_numpy
 from fedgroups.format.layout import CARD_FILE, DATA_GLOB
 from fedgroups.terminal import human_bytes
 
@@ -28,8 +29,8 @@ def _size_line(index: pa.Table | None) -> str | None:
     """Examples per group: min, median, 90th percentile, max (from the index's parts)."""
     if index is None or index.num_rows == 0:
         return None
-    rows = np.asarray(index.column("num_rows"), dtype=np.int64)
-    starts = np.flatnonzero(np.asarray(index.column("part")) == 0)
+    rows = to_numpy(index.column("num_rows")).astype(np.int64, copy=False)
+    starts = np.flatnonzero(to_numpy(index.column("part")) == 0)
     sizes = np.add.reduceat(rows, starts)
     p50, p90 = np.percentile(sizes, [50, 90])
     return (f"min {sizes.min():,}, median {p50:,.0f}, 90th percentile {p90:,.0f}, "

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedgroups.arrays import scalar, to_numpy
 from fedgroups.format.card import write_card
 from fedgroups.format.group_columns import group_fields
 from fedgroups.format.manifest import file_sha256, now_iso, schema_to_json, write_json_atomic
@@ -69,7 +70,7 @@ def finish(
     tables = []
     for r in sorted(results, key=lambda r: r.partition):
         if r.index.num_rows:
-            shard_col = pc.add(r.index.column("shard"), pa.scalar(len(shards), pa.int32()))
+            shard_col = pc.add(r.index.column("shard"), scalar(len(shards), pa.int32()))
             tables.append(r.index.set_column(r.index.schema.get_field_index("shard"), "shard",
                                              shard_col.cast(pa.int32())))
         shards.extend(r.shards)
@@ -82,8 +83,8 @@ def finish(
     pq.write_table(index, index_path, compression="zstd", row_group_size=1 << 20)
     fault_point("finish:index-written")
 
-    nrows = np.asarray(index.column("num_rows")) if index.num_rows else np.zeros(0, np.int64)
-    groups = int(np.count_nonzero(np.asarray(index.column("part")) == 0)) if index.num_rows else 0
+    nrows = to_numpy(index.column("num_rows")) if index.num_rows else np.zeros(0, np.int64)
+    groups = int(np.count_nonzero(to_numpy(index.column("part")) == 0)) if index.num_rows else 0
     totals = {
         "groups": groups,
         "parts": index.num_rows,
@@ -122,7 +123,9 @@ def finish(
 
 
 def _largest_group(index: pa.Table) -> int:
+    """Examples in the largest group (the index is sorted by key and part: a group's parts
+    are adjacent, part 0 first)."""
     if index.num_rows == 0:
         return 0
-    grouped = index.group_by("key").aggregate([("num_rows", "sum")])
-    return int(pc.max(grouped.column("num_rows_sum")).as_py())
+    starts = np.flatnonzero(to_numpy(index.column("part")) == 0)
+    return int(np.add.reduceat(to_numpy(index.column("num_rows")), starts).max())

@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import scalar, to_numpy
+
 
 def _string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(offsets relative to the data start, data bytes) of a string/binary array, no copy."""
@@ -51,7 +53,7 @@ def word_counts(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
         packed[byte[partial]] >> (8 - bit[partial]).astype(np.uint8))
     counts = np.diff(prefix)
     if arr.null_count:
-        counts[np.asarray(pc.is_null(arr))] = 0
+        counts[to_numpy(pc.is_null(arr))] = 0
     return counts
 
 
@@ -72,7 +74,7 @@ def row_bytes(table: pa.Table | pa.RecordBatch) -> np.ndarray:
         if (pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t)
                 or pa.types.is_large_binary(t)):
             lengths = pc.binary_length(col)
-            total += np.asarray(pc.fill_null(lengths, 0), dtype=np.int64)
+            total += to_numpy(pc.fill_null(lengths, scalar(0, lengths.type)))
         elif (w := _fixed_width_bytes(t)) is not None:
             total += w
         elif n:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedgroups.arrays import from_numpy, to_numpy
 from fedgroups.format.group_columns import check_continues, group_fields, run_values
 from fedgroups.format.rowstats import row_bytes, word_counts
 from fedgroups.format.spec import KEY_COLUMN, index_schema, shard_name
@@ -39,12 +40,13 @@ def run_starts(keys: pa.Array) -> np.ndarray:
     if n == 1:
         return np.zeros(1, np.int64)
     changed = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-    return np.concatenate([[0], np.flatnonzero(np.asarray(changed)) + 1]).astype(np.int64)
+    return np.concatenate([[0], np.flatnonzero(to_numpy(changed)) + 1]).astype(np.int64)
 
 
 @dataclass
 class _Run:
     key: object
+    key_row: pa.Array  # the key as a one-row array, for the index
     part: int
     shard: int
     first_row: int
@@ -146,7 +148,7 @@ class ShardWriter:
                 p.num_words += int(run_words[0])
             else:  # the group crosses into a new shard file: a new part
                 self._flush_pending()
-                self._pending = _Run(first_key, p.part + 1, shard_idx, shard.num_rows,
+                self._pending = _Run(first_key, p.key_row, p.part + 1, shard_idx, shard.num_rows,
                                      int(run_rows[0]), int(run_bytes[0]), int(run_words[0]),
                                      p.values)
             i0 = 1
@@ -156,7 +158,7 @@ class ShardWriter:
             last = len(starts) - 1
             if i0 < last:
                 sl = slice(i0, last)
-                self._keys.append(keys.take(pa.array(starts[sl])))
+                self._keys.append(keys.take(from_numpy(starts[sl])))
                 self._append("part", np.zeros(last - i0, np.int32))
                 self._append("shard", np.full(last - i0, shard_idx, np.int32))
                 self._append("first_row", shard.num_rows + starts[sl])
@@ -165,7 +167,8 @@ class ShardWriter:
                 self._append("num_words", run_words[sl])
                 for n, v in values.items():
                     self._values.setdefault(n, []).append(v.slice(i0, last - i0))
-            self._pending = _Run(keys[int(starts[last])].as_py(), 0, shard_idx,
+            self._pending = _Run(keys[int(starts[last])].as_py(),
+                                 keys.take(from_numpy(starts[last:])), 0, shard_idx,
                                  shard.num_rows + int(starts[last]), int(run_rows[last]),
                                  int(run_bytes[last]), int(run_words[last]),
                                  {n: v.slice(last, 1) for n, v in values.items()})
@@ -179,7 +182,7 @@ class ShardWriter:
         p = self._pending
         if p is None:
             return
-        self._keys.append(pa.array([p.key], type=self.schema.field(KEY_COLUMN).type))
+        self._keys.append(p.key_row)
         for name in ("part", "shard", "first_row", "num_rows", "num_bytes", "num_words"):
             self._append(name, np.array([getattr(p, name)]))
         for n, v in p.values.items():
@@ -201,6 +204,5 @@ class ShardWriter:
             cols[f.name] = pa.concat_arrays(self._values[name])
         for f in schema:
             if f.name not in cols:
-                cols[f.name] = pa.array(np.concatenate(self._cols[f.name]).astype(
-                    f.type.to_pandas_dtype()), type=f.type)
+                cols[f.name] = from_numpy(np.concatenate(self._cols[f.name]), f.type)
         return pa.table(cols, schema=schema)

@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import scalar, to_numpy
+
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -47,10 +49,11 @@ def hash_array(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     encoded = pc.dictionary_encode(keys)
     uniques = encoded.dictionary.to_pylist()
     table = np.fromiter((_memo_hash(u) for u in uniques), dtype=np.uint64, count=len(uniques))
-    indices = pc.fill_null(encoded.indices, 0)  # nulls hash as the first value; callers mask them
+    # nulls hash as the first value; callers mask them
+    indices = pc.fill_null(encoded.indices, scalar(0, encoded.indices.type))
     if len(table) == 0:
         return np.zeros(len(keys), np.uint64)
-    return table[indices.to_numpy(zero_copy_only=False)]
+    return table[to_numpy(indices)]
 
 
 def partition_of(keys: pa.Array | pa.ChunkedArray, num_partitions: int) -> np.ndarray:

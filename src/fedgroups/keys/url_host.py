@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import scalar
 from fedgroups.errors import KeyFunctionError
 from fedgroups.keys.base import ColumnKey, decoded_column
 
@@ -36,9 +37,10 @@ def url_hosts(urls: pa.Array) -> pa.Array:
     http = pc.starts_with(urls, "http://")
     rest = pc.if_else(https, pc.utf8_slice_codeunits(urls, 8),
                       pc.if_else(http, pc.utf8_slice_codeunits(urls, 7),
-                                 pa.scalar(None, pa.string())))
-    hosts = pc.list_element(pc.split_pattern(rest, "/", max_splits=1), 0)
-    unusual = pc.fill_null(pc.match_substring_regex(hosts, r"[?#@:\[\]\s]|^$"), True)
+                                 scalar(None, pa.string())))
+    hosts = pc.list_element(pc.split_pattern(rest, "/", max_splits=1), scalar(0, pa.int64()))
+    unusual = pc.fill_null(pc.match_substring_regex(hosts, r"[?#@:\[\]\s]|^$"),
+                           scalar(True, pa.bool_()))
     if pc.any(unusual).as_py():
         slow = parse_hosts(urls.filter(unusual))
         hosts = pc.replace_with_mask(hosts, unusual, slow)
