@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import fedgroups as fg
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.reader import chunks, readahead, stream
+from fedgroups.reader import shards as shards_mod
 from fedgroups.reader.readahead import RowGroupFeed
 from fedgroups.reader.stream import chunk_ranges
 
@@ -341,3 +342,39 @@ def test_distinct_is_numpys_unique(pairs):
     expected = np.unique(values, return_index=True, return_inverse=True)
     for got, want in zip(chunks._distinct(values), expected):
         assert got.tolist() == want.reshape(-1).tolist()
+
+
+class _Shards:
+    """What _locate asks of a dataset's shards: row group starts per shard."""
+
+    def __init__(self, starts: list[np.ndarray]) -> None:
+        self._starts, self._keyed = starts, {}
+
+    def _check(self, shard: int):
+        return None, None, self._starts[shard]
+
+    keyed_row_groups = shards_mod.ShardCache.keyed_row_groups
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=6), min_size=1, max_size=4),
+       st.data())
+def test_locate_finds_the_row_group_holding_each_part(sizes, data):
+    starts = [np.concatenate([[0], np.cumsum(s)]).astype(np.int64) for s in sizes]
+    n = data.draw(st.integers(0, 40))
+    shard = np.asarray([data.draw(st.integers(0, len(sizes) - 1)) for _ in range(n)], np.int64)
+    first = np.asarray([data.draw(st.integers(0, int(starts[s][-1]) - 1)) for s in shard],
+                       np.int64)
+    count = np.asarray([data.draw(st.integers(1, int(starts[s][-1]) - f))
+                        for s, f in zip(shard, first)], np.int64)
+    eligible = np.asarray([data.draw(st.booleans()) for _ in range(n)], bool)
+
+    class _Store:
+        shards = _Shards(starts)
+
+    rg, lo = chunks._locate(_Store(), shard, first, count, eligible)
+    for i in range(n):
+        b = starts[shard[i]]
+        r = int(np.searchsorted(b, first[i], side="right")) - 1
+        whole = eligible[i] and first[i] + count[i] <= b[r + 1]
+        assert (rg[i], lo[i]) == ((r, first[i] - b[r]) if whole else (-1, 0))

@@ -34,7 +34,7 @@ import pyarrow as pa
 from fedgroups.format.rows import to_dicts
 from fedgroups.reader.group import Group, Key, Part
 from fedgroups.reader.readahead import RowGroupFeed
-from fedgroups.reader.shards import DecodedRowGroup
+from fedgroups.reader.shards import ROW_BITS, DecodedRowGroup
 from fedgroups.reader.store import Store
 
 _TAKEN: list[dict[str, Any]] = []  # marks a group whose dicts were handed out
@@ -109,15 +109,21 @@ def _locate(store: Store, shard: np.ndarray, first: np.ndarray, count: np.ndarra
     crosses a row group boundary) and the part's first row inside it."""
     rg = np.full(len(shard), -1, np.int64)
     lo = np.zeros(len(shard), np.int64)
-    # the shards it touches (few; numbered below the manifest's count): bincount, not
-    # np.unique, which hashes every row (~150 instructions each)
-    for s in np.flatnonzero(np.bincount(shard[eligible])).tolist():
-        where = np.flatnonzero(eligible & (shard == s))
-        starts = store.shards.get(s).row_group_starts
-        r = np.searchsorted(starts, first[where], side="right") - 1
-        inside = first[where] + count[where] <= starts[r + 1]
-        rg[where[inside]] = r[inside]
-        lo[where[inside]] = first[where[inside]] - starts[r[inside]]
+    where = np.flatnonzero(eligible)
+    if not len(where):
+        return rg, lo
+    # the row groups of the shards it touches (few; numbered below the manifest's count:
+    # bincount, not np.unique, which hashes every row), searched all at once
+    s = shard[where]
+    found = [store.shards.keyed_row_groups(t) for t in np.flatnonzero(np.bincount(s)).tolist()]
+    starts, stops, number = found[0] if len(found) == 1 else (
+        np.concatenate(arrays) for arrays in zip(*found))
+    row = (s << ROW_BITS) + first[where]
+    i = np.searchsorted(starts, row, side="right") - 1  # >= 0: each shard's first is 0
+    inside = row + count[where] <= stops[i]
+    i, row, where = i[inside], row[inside], where[inside]
+    rg[where] = number[i]
+    lo[where] = row - starts[i]
     return rg, lo
 
 

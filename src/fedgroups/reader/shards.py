@@ -27,6 +27,7 @@ from fedgroups.format.spec import KEY_COLUMN, build_id_of
 # Row groups read only in part (many small groups share one) are kept this long, so a
 # shuffled stream that visits a row group's groups in turn decodes it about once.
 DEFAULT_CACHE_BYTES = 128 << 20
+ROW_BITS = 40  # rows of a shard, in keyed_row_groups (a shard holds fewer than 2**40 rows)
 
 
 @dataclass
@@ -193,6 +194,7 @@ class ShardCache:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cache = _RowGroupCache(self.cache_bytes)
+        self._keyed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # sent to DataLoader workers (spawn) or other processes: paths only, no handles
@@ -273,6 +275,18 @@ class ShardCache:
                     f"{h.path}: rows {first}..{first + count} (row group {rg}) should hold "
                     f"exactly group {key!r}; the index and shard disagree — rebuild the dataset")
             yield rows.batch.slice(lo, hi - lo)
+
+    def keyed_row_groups(self, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """First row, stop row and number of each row group of ``shard``, the rows as
+        ``shard << ROW_BITS | row``: the arrays of several shards, concatenated in shard
+        order, stay sorted, so one search places rows of all of them."""
+        found = self._keyed.get(shard)
+        if found is None:  # two threads may both make it: equal arrays
+            starts = self._check(shard)[2]
+            base = np.int64(shard) << ROW_BITS
+            found = self._keyed[shard] = (starts[:-1] + base, starts[1:] + base,
+                                          np.arange(len(starts) - 1, dtype=np.int64))
+        return found
 
     def row_group_bytes(self, shard: int) -> list[int]:
         """Uncompressed bytes of each row group of ``shard`` (from its footer)."""
