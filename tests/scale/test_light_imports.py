@@ -97,7 +97,8 @@ print("CODE", code, "pandas" in sys.modules)
 
 
 @pytest.mark.parametrize(("fmt", "key", "verbose"), [("parquet", "url-host:url", True),
-                                                      ("jsonl", "field:lang", False)])
+                                                      ("jsonl", "field:lang", False),
+                                                      ("parquet", "hash:8:url", False)])
 def test_a_small_build_never_imports_pandas(tmp_path: Path, fmt: str, key: str,
                                             verbose: bool) -> None:
     """pyarrow imports pandas (~0.25 s) at its first conversion of Python or NumPy values to

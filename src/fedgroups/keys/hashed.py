@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import from_numpy, scalar
 from fedgroups.errors import SettingError
 from fedgroups.keys.base import KeyFunction, decoded_column, normalise_key_array, spec_int
 from fedgroups.keys.hashing import hash_array
@@ -41,7 +42,7 @@ class HashKey(KeyFunction):
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         col = normalise_key_array(decoded_column(batch, self.field_name), f"column {self.field_name!r}")
-        buckets = pa.array((hash_array(col) % np.uint64(self.num_groups)).astype(np.int64))
+        buckets = from_numpy((hash_array(col) % np.uint64(self.num_groups)).astype(np.int64))
         if col.null_count:  # a missing value has no group; keep it null
-            buckets = pc.if_else(pc.is_null(col), pa.scalar(None, pa.int64()), buckets)
+            buckets = pc.if_else(pc.is_null(col), scalar(None, pa.int64()), buckets)
         return buckets

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from fedgroups.arrays import from_numpy
 from fedgroups.keys.base import KeyFunction, spec_fields, spec_int, spec_seed
 from fedgroups.keys.hashing import splitmix64
 
@@ -39,7 +40,7 @@ class IidKey(KeyFunction):
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         salt = splitmix64(np.array([self.seed], dtype=np.uint64))[0]
         mixed = splitmix64(ordinals.astype(np.uint64) ^ salt)
-        return pa.array((mixed % np.uint64(self.num_groups)).astype(np.int64))
+        return from_numpy((mixed % np.uint64(self.num_groups)).astype(np.int64))
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "seed": self.seed}

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from fedgroups.arrays import from_numpy
 from fedgroups.errors import SettingError
 from fedgroups.keys.base import KeyFunction, spec_fields, spec_float, spec_int, spec_seed
 from fedgroups.keys.partition_common import check_positive, inverse_cdf, ordinal_uniforms
@@ -55,7 +56,7 @@ class PowerLawKey(KeyFunction):
 
     def keys(self, batch: pa.RecordBatch, ordinals: np.ndarray) -> pa.Array:
         u = ordinal_uniforms(ordinals, self.seed, self.tag)
-        return pa.array(inverse_cdf(np.cumsum(self.shares()), u), pa.int64())
+        return from_numpy(inverse_cdf(np.cumsum(self.shares()), u), pa.int64())
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "partitioner": "power-law", "num_groups": self.num_groups,

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import from_numpy, scalar
 from fedgroups.errors import KeyFunctionError, SettingError
 from fedgroups.keys.base import (
     KeyFunction,
@@ -75,9 +76,9 @@ class SuperGroupKey(KeyFunction):
                 raise KeyFunctionError(f"super-group mapping values of mixed types: {e}") from e
             return lookup.take(encoded.indices)
         mixed = splitmix64(hash_array(col) ^ salt(self.seed, self.tag))
-        out = pa.array((mixed % np.uint64(self.num_super_groups)).astype(np.int64))
+        out = from_numpy((mixed % np.uint64(self.num_super_groups)).astype(np.int64))
         if col.null_count:
-            out = pc.if_else(pc.is_null(col), pa.scalar(None, pa.int64()), out)
+            out = pc.if_else(pc.is_null(col), scalar(None, pa.int64()), out)
         return out
 
     def describe(self) -> dict[str, Any]:
