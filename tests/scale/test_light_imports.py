@@ -124,3 +124,33 @@ def test_a_small_build_never_imports_pandas(tmp_path: Path, fmt: str, key: str,
     assert done.returncode == 0, done.stderr
     assert "IMPORTS PANDAS" not in done.stderr, done.stderr
     assert done.stdout.splitlines()[-1] == "CODE 0 False", done.stdout
+
+
+_OPEN_PROBE = """
+import sys
+import pyarrow, pyarrow.compute, pyarrow.parquet
+if "pandas" in sys.modules:
+    print("PYARROW-IMPORTS-PANDAS")
+    sys.exit(0)
+import fedgroups as fg
+ds = fg.open({root!r})
+rows = list(ds[{key!r}])
+print("ROWS", len(rows), "pandas" in sys.modules, "pyarrow.dataset" in sys.modules)
+"""
+
+
+def test_opening_a_dataset_and_reading_a_group_imports_neither_pandas_nor_datasets(
+        tmp_path: Path) -> None:
+    """pyarrow.dataset (~0.3 s, and pandas with it) is imported by a stream's first scan,
+    not by fg.open or random access."""
+    if importlib.util.find_spec("pandas") is None:
+        pytest.skip("pandas is not installed: nothing could import it")
+    import fedgroups as fg
+    rows = [{"user": f"u{i % 40:02d}", "text": f"doc {i}"} for i in range(2000)]
+    fg.build(rows, "field:user", str(tmp_path / "ds"), progress=False)
+    done = subprocess.run([sys.executable, "-c", _OPEN_PROBE.format(
+        root=str(tmp_path / "ds"), key="u07")], capture_output=True, text=True)
+    if "PYARROW-IMPORTS-PANDAS" in done.stdout:
+        pytest.skip("this pyarrow imports pandas when it is imported")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ROWS", "50", "False", "False"], done.stdout

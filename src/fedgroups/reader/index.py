@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedgroups.arrays import from_numpy, to_numpy
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.spec import build_id_of
 from fedgroups.reader.tiling import PhysicalIndex
@@ -39,7 +40,9 @@ def load_index(root: str, manifest: dict[str, Any]) -> pa.Table:
             f"{path}: the group index does not match its checksum in the manifest; the dataset "
             "is damaged (or was replaced while being opened) — open it again, or rebuild it")
     try:
-        index = pq.read_table(pa.BufferReader(data))
+        # ParquetFile, not pq.read_table: read_table imports pyarrow.dataset (and with it
+        # pandas, ~0.3 s), which opening a dataset does not need
+        index = pq.ParquetFile(pa.BufferReader(data)).read()
     except (OSError, pa.ArrowException) as e:
         raise CorruptDatasetError(f"{path}: cannot read the group index ({e})") from e
     want, found = manifest.get("build_id"), build_id_of(index.schema.metadata)
@@ -70,22 +73,25 @@ class IndexArrays:
     @classmethod
     def from_index(cls, index: pa.Table, *, manifest: dict[str, Any] | None = None,
                    root: str = "") -> IndexArrays:
-        part = np.asarray(index.column("part"))
+        def column(name: str) -> np.ndarray:  # through fedgroups.arrays: no pandas import
+            return to_numpy(index.column(name)).astype(np.int64, copy=False)
+
+        part = column("part")
         starts = np.flatnonzero(part == 0).astype(np.int64)
         stops = np.append(starts[1:], len(part)).astype(np.int64)
-        rows = np.asarray(index.column("num_rows"), dtype=np.int64)
-        nbytes = np.asarray(index.column("num_bytes"), dtype=np.int64)
-        nwords = np.asarray(index.column("num_words"), dtype=np.int64)
-        shard = np.asarray(index.column("shard"), dtype=np.int64)
-        first = np.asarray(index.column("first_row"), dtype=np.int64)
-        keys = index.column("key").combine_chunks().take(pa.array(starts))
+        rows = column("num_rows")
+        nbytes = column("num_bytes")
+        nwords = column("num_words")
+        shard = column("shard")
+        first = column("first_row")
+        keys = index.column("key").combine_chunks().take(from_numpy(starts))
         if manifest is not None:
             _check(root, manifest, index, part, starts, rows, shard, first, keys)
         csum = np.concatenate([[0], np.cumsum(rows)])
         bsum = np.concatenate([[0], np.cumsum(nbytes)])
         wsum = np.concatenate([[0], np.cumsum(nwords)])
         loc = (shard[starts] << 40) + first[starts] if len(starts) else np.zeros(0, np.int64)
-        int_keys = np.asarray(keys) if pa.types.is_integer(keys.type) else None
+        int_keys = to_numpy(keys).astype(np.int64) if pa.types.is_integer(keys.type) else None
         return cls(starts, stops, csum[stops] - csum[starts], bsum[stops] - bsum[starts], loc,
                    wsum[stops] - wsum[starts], keys, int_keys, shard, first, rows)
 
@@ -111,12 +117,17 @@ class IndexArrays:
 
     def find(self, key: Any) -> int | None:
         """Group number of ``key``, or None (also for a key of the wrong type)."""
-        try:
-            target = pa.scalar(key, self.keys.type).as_py()
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            return None
         if isinstance(key, bool):
             return None
+        t = self.keys.type
+        if isinstance(key, str) and (pa.types.is_string(t) or pa.types.is_large_string(t)) or \
+                isinstance(key, bytes) and (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+            target = key  # as pa.scalar would give it back, without its pandas import
+        else:
+            try:
+                target = pa.scalar(key, t).as_py()
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                return None
         pos = self.lower_bound(target)
         if pos < len(self.keys) and self.keys[pos].as_py() == target:
             return pos

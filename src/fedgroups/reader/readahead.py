@@ -21,11 +21,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as pds
-import pyarrow.fs as pfs
 
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.rows import to_dicts
@@ -33,6 +32,9 @@ from fedgroups.format.spec import KEY_COLUMN
 from fedgroups.reader.shards import DecodedRowGroup, ShardCache
 from fedgroups.reader.store import Store
 from fedgroups.reader.tiling import check_row_group
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pds
 
 # undelivered bytes (uncompressed, from the footers) in flight across scans, and per scan.
 # Two scans at a time: Arrow's pool shares its threads among all running scans, so more
@@ -43,16 +45,25 @@ SEGMENT_BYTES = 8 << 20
 # row groups converted whole to dicts (counted by their Arrow size; the dicts take ~2-3x)
 DICT_BYTES = 64 << 20
 _MASK = 0xFFFFFFFF
-# the key column is read dictionary-encoded (one string per run rather than per row: about
-# half its decoding time; tiling.py then checks runs, not rows)
-_FORMAT = pds.ParquetFileFormat(
-    read_options=pds.ParquetReadOptions(dictionary_columns={KEY_COLUMN}))
-_FS = pfs.LocalFileSystem()
+
+
+@cache
+def _dataset() -> tuple[Any, Any, Any]:
+    """pyarrow.dataset, the Parquet format scans read with and the local filesystem.
+    Imported at the first scan, not with the reader: in pyarrow 25 importing it takes
+    ~0.3 s and imports pandas, which opening a dataset or reading one group never needs.
+    The key column is read dictionary-encoded (one string per run rather than per row:
+    about half its decoding time; tiling.py then checks runs, not rows)."""
+    import pyarrow.dataset as pds
+    import pyarrow.fs as pfs
+    fmt = pds.ParquetFileFormat(
+        read_options=pds.ParquetReadOptions(dictionary_columns={KEY_COLUMN}))
+    return pds, fmt, pfs.LocalFileSystem()
 
 
 def _scan_schema(schema: pa.Schema) -> pa.Schema:
-    """The shard's schema as a scan with ``_FORMAT`` reads it: string or binary keys as a
-    dictionary (other key types are read as they are)."""
+    """The shard's schema as a scan with ``_dataset()``'s format reads it: string or binary
+    keys as a dictionary (other key types are read as they are)."""
     i = schema.get_field_index(KEY_COLUMN)
     t = schema.field(i).type
     if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or \
@@ -67,17 +78,18 @@ class _Scan:
     def __init__(self, shards: ShardCache, codes: list[int], columns: list[str],
                  schema: pa.Schema, parallel: int,
                  fragments: dict[int, list[pds.ParquetFileFragment]]) -> None:
+        pds, fmt, fs = _dataset()
         frags = []
         for c in codes:
             s = c >> 32
             if s not in fragments:  # one per row group, sharing the footer parsed once
                 # from the checked open file, never the path: no swapped file is read
-                whole = _FORMAT.make_fragment(shards.file(s))
+                whole = fmt.make_fragment(shards.file(s))
                 whole.ensure_complete_metadata()
                 fragments[s] = whole.split_by_row_group()
             frags.append(fragments[s][c & _MASK])
         schema = _scan_schema(schema)
-        dataset = pds.FileSystemDataset(frags, schema, _FORMAT, _FS)
+        dataset = pds.FileSystemDataset(frags, schema, fmt, fs)
         # shards are local files: pre-buffering reads would only add a copy (~10% more CPU)
         options = pds.ParquetFragmentScanOptions(page_checksum_verification=True,
                                                  pre_buffer=False)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fedgroups.arrays import from_numpy, to_numpy
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.rows import column_values
 from fedgroups.format.spec import KEY_COLUMN, build_id_of
@@ -107,11 +108,11 @@ class DecodedRowGroup:
                 keys = keys.dictionary_decode()
             starts = np.zeros(min(n, 1), np.int64)
             if n > 1:
-                changed = np.asarray(pc.not_equal(keys.slice(1), keys.slice(0, n - 1)))
+                changed = to_numpy(pc.not_equal(keys.slice(1), keys.slice(0, n - 1)))
                 starts = np.concatenate([starts, np.flatnonzero(changed) + 1])
             bounds = starts.tolist()
             stops = [*bounds[1:], n]  # a run cut by the row group's end stops at n
-            self._runs = dict(zip(bounds, zip(stops, column_values(keys.take(starts)))))
+            self._runs = dict(zip(bounds, zip(stops, column_values(keys.take(from_numpy(starts))))))
         return self._runs
 
     def holds(self, lo: int, hi: int, key: Any) -> bool:
