@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import from_numpy, scalar, to_numpy
 from fedgroups.errors import GroupColumnError, SettingError
 from fedgroups.format.spec import GROUP_COLUMN_PREFIX, KEY_COLUMN, ORDINAL_COLUMN
 
@@ -66,11 +67,12 @@ def _plain(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def _same(a: pa.Array, b: pa.Array) -> np.ndarray:
     """Elementwise equality in which null equals null and NaN equals NaN."""
-    eq = np.asarray(pc.fill_null(pc.equal(a, b), False))
-    both_null = np.asarray(pc.and_(pc.is_null(a), pc.is_null(b)))
+    eq = to_numpy(pc.fill_null(pc.equal(a, b), scalar(False, pa.bool_())))
+    both_null = to_numpy(pc.and_(pc.is_null(a), pc.is_null(b)))
     same = eq | both_null
     if pa.types.is_floating(a.type):
-        same |= np.asarray(pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)), False))
+        same |= to_numpy(pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)),
+                                      scalar(False, pa.bool_())))
     return same
 
 
@@ -92,8 +94,8 @@ def run_values(chunk: pa.Table, names: Sequence[str], starts: np.ndarray,
     run_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, chunk.num_rows)))
     for name in names:
         col = _plain(chunk.column(name))
-        firsts = col.take(pa.array(starts))
-        bad = np.flatnonzero(~_same(col, firsts.take(pa.array(run_of_row))))
+        firsts = col.take(from_numpy(starts))
+        bad = np.flatnonzero(~_same(col, firsts.take(from_numpy(run_of_row))))
         if len(bad):
             row = int(bad[0])
             raise _differ(name, keys[row].as_py(), col[int(starts[run_of_row[row]])].as_py(),
@@ -122,6 +124,6 @@ def group_table(index: pa.Table, first_parts: np.ndarray, available: Sequence[st
             f"no group column {missing[0]!r} in this dataset; it has "
             f"{', '.join(map(repr, available)) or 'none'} (build with --group-columns to record "
             "others)")
-    rows = index.take(pa.array(np.asarray(first_parts, dtype=np.int64)))
+    rows = index.take(from_numpy(np.asarray(first_parts, dtype=np.int64)))
     return pa.table({"key": rows.column("key"),
                      **{n: rows.column(GROUP_COLUMN_PREFIX + n) for n in names}})

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import from_numpy, scalar, to_numpy
 from fedgroups.errors import SettingError
 from fedgroups.keys.base import decoded_column, normalise_key_array
 from fedgroups.keys.hashing import splitmix64, stable_hash
@@ -57,12 +58,16 @@ def groups_by_label(
     labels = normalise_key_array(decoded_column(batch, label_column),
                                  f"label column {label_column!r}")
     encoded = pc.dictionary_encode(labels)
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = to_numpy(pc.fill_null(encoded.indices, scalar(-1, encoded.indices.type))
+                     ).astype(np.int64)
     groups = np.zeros(len(codes), np.int64)
     for code, value in enumerate(encoded.dictionary.to_pylist()):
         rows = np.flatnonzero(codes == code)
         groups[rows] = choose(value, uniforms[rows], rows)
-    return pa.array(groups, pa.int64(), mask=codes < 0)
+    out = from_numpy(groups)
+    if (codes < 0).any():  # no label: no group
+        out = pc.if_else(from_numpy(codes < 0), scalar(None, pa.int64()), out)
+    return out
 
 
 def inverse_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
