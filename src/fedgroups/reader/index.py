@@ -91,7 +91,7 @@ class IndexArrays:
         bsum = np.concatenate([[0], np.cumsum(nbytes)])
         wsum = np.concatenate([[0], np.cumsum(nwords)])
         loc = (shard[starts] << 40) + first[starts] if len(starts) else np.zeros(0, np.int64)
-        int_keys = to_numpy(keys).astype(np.int64) if pa.types.is_integer(keys.type) else None
+        int_keys = to_numpy(keys) if pa.types.is_integer(keys.type) else None
         return cls(starts, stops, csum[stops] - csum[starts], bsum[stops] - bsum[starts], loc,
                    wsum[stops] - wsum[starts], keys, int_keys, shard, first, rows)
 
