@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from fedgroups.reader.order import (
     _WINDOW_STREAM,
     permute_blocks,
-    rng_for,
     physical_blocks,
+    rng_for,
     slot_order,
     slot_range,
     split_counts,

@@ -116,8 +116,7 @@ def _locate(store: Store, shard: np.ndarray, first: np.ndarray, count: np.ndarra
     # bincount, not np.unique, which hashes every row), searched all at once
     s = shard[where]
     found = [store.shards.keyed_row_groups(t) for t in np.flatnonzero(np.bincount(s)).tolist()]
-    starts, stops, number = found[0] if len(found) == 1 else (
-        np.concatenate(arrays) for arrays in zip(*found))
+    starts, stops, number = (np.concatenate(arrays) for arrays in zip(*found))
     row = (s << ROW_BITS) + first[where]
     i = np.searchsorted(starts, row, side="right") - 1  # >= 0: each shard's first is 0
     inside = row + count[where] <= stops[i]

@@ -112,7 +112,8 @@ class DecodedRowGroup:
                 starts = np.concatenate([starts, np.flatnonzero(changed) + 1])
             bounds = starts.tolist()
             stops = [*bounds[1:], n]  # a run cut by the row group's end stops at n
-            self._runs = dict(zip(bounds, zip(stops, column_values(keys.take(from_numpy(starts))))))
+            values = column_values(keys.take(from_numpy(starts)))
+            self._runs = dict(zip(bounds, zip(stops, values)))
         return self._runs
 
     def holds(self, lo: int, hi: int, key: Any) -> bool:

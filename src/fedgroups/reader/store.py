@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from fedgroups.arrays import from_numpy
 from fedgroups.format.manifest import read_manifest, schema_from_json
 from fedgroups.format.rows import column_values
 from fedgroups.format.spec import KEY_COLUMN
@@ -80,7 +81,7 @@ class Store:
 
     def keys(self, ids: np.ndarray) -> list[Key]:
         """The keys of groups ``ids``, in that order (converted in one call)."""
-        return column_values(self.arrays.keys.take(pa.array(np.asarray(ids, dtype=np.int64))))
+        return column_values(self.arrays.keys.take(from_numpy(np.asarray(ids, np.int64))))
 
     def find(self, key: Key) -> int | None:
         """The group id of ``key``, or None."""

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedgroups.arrays import to_numpy
 from fedgroups.errors import CorruptDatasetError
 
 
@@ -80,7 +81,7 @@ def _runs_match(index_keys: pa.Array, groups: np.ndarray, lengths: np.ndarray,
     dictionary holding one value twice): the caller then compares every row."""
     if keys.null_count or len(keys) != int(lengths.sum()):
         return False
-    codes = keys.indices.to_numpy(zero_copy_only=True)
+    codes = to_numpy(keys.indices)
     heads = codes[np.cumsum(lengths) - lengths]
     if not np.array_equal(np.repeat(heads, lengths), codes):
         return False
