@@ -41,7 +41,7 @@ DATA_GLOB = "*.parquet"
 
 __all__ = ["CARD_FILE", "DATA_GLOB", "INDEX_FILE", "MANIFEST_FILE", "META_DIR",
            "V1_INDEX_FILE", "V1_MANIFEST_FILE", "V1_SHARDS_DIR", "is_dataset",
-           "manifest_path", "stray_data_files"]
+           "leads_outside", "manifest_path", "stray_data_files"]
 
 
 def manifest_path(root: str) -> str:
@@ -52,6 +52,18 @@ def manifest_path(root: str) -> str:
         return v2
     v1 = os.path.join(root, V1_MANIFEST_FILE)
     return v1 if os.path.exists(v1) else v2
+
+
+def leads_outside(root: str, rel: str) -> str | None:
+    """A problem if ``rel`` (a path the manifest names, or the manifest's own) leads outside
+    the dataset at ``root`` through a symbolic link (of the file or of a folder on the
+    way, such as ``.fedgroups``); None if it stays inside."""
+    real_root = os.path.realpath(root)
+    path = os.path.join(root, rel)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        return f"{path}: leads outside the dataset (to {real}) through a symbolic link"
+    return None
 
 
 def is_dataset(root: str) -> bool:

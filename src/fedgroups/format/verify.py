@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedgroups.errors import FedGroupsError
-from fedgroups.format.layout import stray_data_files
+from fedgroups.format.checks import key_type_problem, schema_difference
+from fedgroups.format.layout import leads_outside, manifest_path, stray_data_files
 from fedgroups.format.manifest import file_sha256, read_manifest, schema_from_json
 from fedgroups.format.rowstats import row_bytes, word_counts
 from fedgroups.format.spec import DROPPED_KEY, GROUP_COLUMN_PREFIX, KEY_COLUMN, build_id_of
@@ -40,6 +41,10 @@ def verify(path: str, *, progress: Callable[[str], None] | None = None) -> list[
     if index is None:
         return problems
     schema = schema_from_json(manifest["schema"])
+    wrong_type = key_type_problem(schema.field(KEY_COLUMN).type, manifest["key"],
+                                  f"the manifest schema's {KEY_COLUMN!r} values")
+    if wrong_type:
+        problems.append(f"{manifest_path(root)}: {wrong_type}")
     shard_col = np.asarray(index.column("shard"))
     for i, shard in enumerate(manifest["shards"]):
         if progress:
@@ -52,14 +57,11 @@ def verify(path: str, *, progress: Callable[[str], None] | None = None) -> list[
 
 
 def _outside(root: str, manifest: dict[str, Any]) -> list[str]:
-    """Paths that lead outside the dataset (through a symbolic link)."""
-    real_root = os.path.realpath(root)
-    out = []
-    for f in [manifest["index"], *manifest["shards"]]:
-        real = os.path.realpath(os.path.join(root, f["path"]))
-        if os.path.commonpath([real_root, real]) != real_root:
-            out.append(f"{os.path.join(root, f['path'])}: leads outside the dataset (to {real})")
-    return out
+    """Paths that lead outside the dataset (through a symbolic link): the manifest's own,
+    the index's and every shard's."""
+    rels = [os.path.relpath(manifest_path(root), root), manifest["index"]["path"],
+            *(s["path"] for s in manifest["shards"])]
+    return [p for p in (leads_outside(root, rel) for rel in rels) if p]
 
 
 def _index(root: str, manifest: dict[str, Any], problems: list[str]) -> pa.Table | None:
@@ -92,6 +94,9 @@ def _index(root: str, manifest: dict[str, Any], problems: list[str]) -> pa.Table
     if index.num_rows != info["num_rows"]:
         problems.append(f"{path}: {index.num_rows} rows, manifest says {info['num_rows']}")
     _order(index, problems, path)
+    wrong_type = key_type_problem(index.schema.field("key").type, manifest["key"])
+    if wrong_type:
+        problems.append(f"{path}: {wrong_type}")
     shard = np.asarray(index.column("shard"))
     if np.any((shard < 0) | (shard >= len(manifest["shards"]))):
         problems.append(f"{path}: a part names a shard outside 0..{len(manifest['shards']) - 1}")
@@ -146,8 +151,9 @@ def _shard(root: str, manifest: dict[str, Any], schema: pa.Schema, i: int, rows:
     try:
         f = pq.ParquetFile(spath, page_checksum_verification=True)
         _same_build(spath, f.metadata.metadata, manifest, problems)
-        if not f.schema_arrow.equals(schema):
-            problems.append(f"{spath}: schema differs from the manifest's")
+        difference = schema_difference(f.schema_arrow, schema)
+        if difference:
+            problems.append(f"{spath}: schema differs from the manifest's: {difference}")
             return
         sizes, words, keys = _row_stats(f, manifest.get("text_column"))
     except (OSError, pa.ArrowException) as e:

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedgroups.arrays import from_numpy, to_numpy
 from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.checks import index_problems
 from fedgroups.format.spec import build_id_of
 from fedgroups.reader.tiling import PhysicalIndex
 
@@ -148,30 +148,12 @@ class IndexArrays:
 def _check(root: str, manifest: dict[str, Any], index: pa.Table, part: np.ndarray,
            starts: np.ndarray, rows: np.ndarray, shard: np.ndarray, first: np.ndarray,
            keys: pa.Array) -> None:
-    """Vectorised consistency checks of the index against itself and the manifest."""
-    path = os.path.join(root, manifest["index"]["path"])
-    shards = manifest["shards"]
-    problems = []
-    if len(part) and part[0] != 0:
-        problems.append("the first row is not part 0 of a group")
-    if len(part) > 1 and np.any((part[1:] != 0) & (part[1:] != part[:-1] + 1)):
-        problems.append("part numbers are not 0, 1, 2, ... within each group")
-    if np.any(rows < 1) or np.any(first < 0):
-        problems.append("a part has no rows or a negative first row")
-    if np.any((shard < 0) | (shard >= len(shards))):
-        problems.append(f"a part names a shard outside 0..{len(shards) - 1}")
-    else:
-        shard_rows = np.asarray([s["num_rows"] for s in shards], dtype=np.int64)
-        if np.any(first + rows > shard_rows[shard]):
-            problems.append("a part's rows run past the end of its shard")
-    if len(keys) > 1 and not pc.all(pc.less(keys.slice(0, len(keys) - 1), keys.slice(1))
-                                    ).as_py():
-        problems.append("group keys are not strictly sorted")
-    totals = manifest["totals"]
-    if len(starts) != totals.get("groups", len(starts)):
-        problems.append(f"{len(starts)} groups but the manifest says {totals['groups']}")
-    if int(rows.sum()) != totals.get("examples", int(rows.sum())):
-        problems.append(f"{int(rows.sum())} examples but the manifest says {totals['examples']}")
+    """Vectorised consistency checks of the index against itself and the manifest (the
+    same ones every build runs before it publishes: format/checks.py)."""
+    problems = index_problems(part=part, rows=rows, shard=shard, first=first, group_keys=keys,
+                              shard_rows=[s["num_rows"] for s in manifest["shards"]],
+                              totals=manifest["totals"])
     if problems:
+        path = os.path.join(root, manifest["index"]["path"])
         raise CorruptDatasetError(f"{path}: the group index is inconsistent: "
                                   f"{'; '.join(problems)} — rebuild the dataset")

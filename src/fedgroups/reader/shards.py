@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from fedgroups.arrays import from_numpy, to_numpy
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.rows import column_values
-from fedgroups.format.spec import KEY_COLUMN, build_id_of
+from fedgroups.format.spec import KEY_COLUMN
+from fedgroups.reader.shard_open import OpenShard, open_checked
 
 # Row groups read only in part (many small groups share one) are kept this long, so a
 # shuffled stream that visits a row group's groups in turn decodes it about once.
@@ -180,10 +181,11 @@ class ShardCache:
     """Shard files of a dataset, checked once, opened once per thread (thread-safe)."""
 
     def __init__(self, root: str, shards: list[dict], cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 build_id: str | None = None) -> None:
+                 build_id: str | None = None, schema: pa.Schema | None = None) -> None:
         self.root = root
         self.shards = shards
         self.build_id = build_id  # the manifest's: every shard opened must carry it
+        self.schema = schema  # the manifest's (key column included): every shard's too
         self.cache_bytes = cache_bytes
         self._reset()
 
@@ -191,8 +193,7 @@ class ShardCache:
         self._pid = os.getpid()
         # per shard: path, footer, row group starts and bytes, and the one open file every
         # read goes through (a file swapped in at the path later is never read)
-        self._checked: dict[int, tuple[str, pq.FileMetaData, np.ndarray, list[int],
-                                       pa.NativeFile]] = {}
+        self._checked: dict[int, OpenShard] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cache = _RowGroupCache(self.cache_bytes)
@@ -201,7 +202,7 @@ class ShardCache:
     def __getstate__(self) -> dict[str, Any]:
         # sent to DataLoader workers (spawn) or other processes: paths only, no handles
         return {"root": self.root, "shards": self.shards, "cache_bytes": self.cache_bytes,
-                "build_id": self.build_id}
+                "build_id": self.build_id, "schema": self.schema}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -298,8 +299,7 @@ class ShardCache:
         """The open, checked file of ``shard`` (thread-safe positional reads)."""
         return self._check(shard)[4]
 
-    def _check(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int],
-                                          pa.NativeFile]:
+    def _check(self, shard: int) -> OpenShard:
         found = self._checked.get(shard)
         if found is not None:
             return found
@@ -308,39 +308,9 @@ class ShardCache:
             self._checked[shard] = found
         return found
 
-    def _open_checked(self, shard: int) -> tuple[str, pq.FileMetaData, np.ndarray, list[int],
-                                                 pa.NativeFile]:
+    def _open_checked(self, shard: int) -> OpenShard:
         if not 0 <= shard < len(self.shards):
             raise CorruptDatasetError(
                 f"{self.root}: the index names shard {shard} but the manifest lists "
                 f"{len(self.shards)}; the index is damaged — rebuild the dataset")
-        info = self.shards[shard]
-        path = os.path.join(self.root, info["path"])
-        try:
-            source = pa.OSFile(path)
-            size = source.size()
-        except OSError as e:
-            raise CorruptDatasetError(f"{path}: shard file is missing ({e})") from e
-        if size != info["file_bytes"]:
-            raise CorruptDatasetError(
-                f"{path}: {size} bytes on disk but the manifest says {info['file_bytes']}; "
-                "the shard was truncated or altered — rebuild the dataset")
-        try:
-            md = pq.ParquetFile(source, page_checksum_verification=True).metadata
-        except (OSError, pa.ArrowException) as e:
-            raise CorruptDatasetError(f"{path}: not a readable Parquet file ({e})") from e
-        if KEY_COLUMN not in md.schema.names:
-            raise CorruptDatasetError(f"{path}: the footer names no {KEY_COLUMN!r} column; the "
-                                      "shard is damaged — rebuild the dataset")
-        found = build_id_of(md.metadata)
-        if self.build_id is not None and found != self.build_id:
-            raise CorruptDatasetError(
-                f"{path}: belongs to another build ({found or 'none'}) than the dataset that was "
-                f"opened ({self.build_id}); it was replaced (a build --overwrite?) while open — "
-                "open the dataset again")
-        if md.num_rows != info["num_rows"]:
-            raise CorruptDatasetError(
-                f"{path}: has {md.num_rows} rows but the manifest says {info['num_rows']}")
-        groups = [md.row_group(i) for i in range(md.num_row_groups)]
-        starts = np.concatenate([[0], np.cumsum([g.num_rows for g in groups])]).astype(np.int64)
-        return path, md, starts, [g.total_byte_size for g in groups], source
+        return open_checked(self.root, self.shards[shard], self.build_id, self.schema)

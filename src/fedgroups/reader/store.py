@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from fedgroups.arrays import from_numpy
+from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.layout import leads_outside, manifest_path
 from fedgroups.format.manifest import read_manifest, schema_from_json
 from fedgroups.format.rows import column_values
 from fedgroups.format.spec import KEY_COLUMN
@@ -43,9 +45,9 @@ class Store:
         self.manifest = manifest
         self.index = index
         self.arrays = arrays or IndexArrays.from_index(index)
-        self.shards = shards or ShardCache(root, manifest["shards"],
-                                           build_id=manifest.get("build_id"))
         full = schema_from_json(manifest["schema"])
+        self.shards = shards or ShardCache(root, manifest["shards"],
+                                           build_id=manifest.get("build_id"), schema=full)
         self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN])
         self.columns: list[str] = self.schema.names
         self.group_files = GroupFiles(self.schema, self.columns, self.shards)
@@ -55,7 +57,9 @@ class Store:
         """The dataset at ``path``: its manifest read and its index loaded and checked (the
         only O(groups) work), its shards not yet opened."""
         root = os.path.abspath(os.fspath(path))
+        _refuse_outside(root, os.path.relpath(manifest_path(root), root))
         manifest = read_manifest(root)
+        _refuse_outside(root, manifest["index"]["path"])  # shards: when opened (shards.py)
         index = load_index(root, manifest)
         return cls(root, manifest, index,
                    IndexArrays.from_index(index, manifest=manifest, root=root))
@@ -132,3 +136,13 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.root!r}, groups={self.num_groups})"
+
+
+def _refuse_outside(root: str, rel: str) -> None:
+    """CorruptDatasetError if ``rel`` leads outside the dataset through a symbolic link
+    (the ``.fedgroups`` folder, or the manifest or index file)."""
+    outside = leads_outside(root, rel)
+    if outside:
+        raise CorruptDatasetError(
+            f"{outside}; fedgroups reads only files inside the dataset — put the files "
+            "themselves there (or copy the whole dataset) instead of a link")
