@@ -9,6 +9,7 @@ import pytest
 
 import fedgroups as fg
 from fedgroups.errors import CorruptDatasetError, NotADatasetError
+from fedgroups.format.manifest import file_sha256
 from fedgroups.format.spec import INDEX_FILE, MANIFEST_FILE
 from fedgroups.format.verify import verify
 
@@ -72,3 +73,30 @@ def test_manifest_totals_tampered(built):
     m["totals"]["examples"] += 1
     (built / MANIFEST_FILE).write_text(json.dumps(m))
     assert any("examples" in p for p in verify(str(built)))
+
+
+@pytest.mark.parametrize("key_type", ["int64", "binary"])
+def test_manifest_key_type_is_checked_against_the_keys(built, key_type):
+    m = json.loads((built / MANIFEST_FILE).read_text())
+    assert m["key"]["type"] == "string"
+    m["key"]["type"] = key_type
+    (built / MANIFEST_FILE).write_text(json.dumps(m))
+    problems = verify(str(built))
+    assert any(p.startswith(str(built / INDEX_FILE)) and
+               f"keys are of type string but the manifest's key.type is '{key_type}'" in p
+               for p in problems), problems
+    assert any("manifest.json" in p and "'__group__' values are of type string" in p
+               for p in problems), problems
+
+
+def test_a_footer_column_rename_is_named_by_verify(built):
+    m = json.loads((built / MANIFEST_FILE).read_text())
+    path = str(built / m["shards"][0]["path"])
+    data = bytearray(open(path, "rb").read())
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    data[footer:] = bytes(data[footer:]).replace(b"text", b"tezt")
+    open(path, "wb").write(bytes(data))
+    m["shards"][0]["sha256"] = file_sha256(path)  # only the schema can tell
+    (built / MANIFEST_FILE).write_text(json.dumps(m))
+    assert any("has column 'tezt' where the manifest has 'text'" in p
+               for p in verify(str(built)))
