@@ -13,7 +13,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedgroups.arrays import scalar, to_numpy
+from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.card import write_card
+from fedgroups.format.checks import index_problems, tiling_problems
 from fedgroups.format.group_columns import group_fields
 from fedgroups.format.manifest import file_sha256, now_iso, schema_to_json, write_json_atomic
 from fedgroups.format.publish import fault_point
@@ -95,6 +97,7 @@ def finish(
         "dropped_examples": dropped,
         "largest_group_examples": _largest_group(index),
     }
+    _check_index(index_path, index, shards, totals)
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -120,6 +123,32 @@ def finish(
     write_json_atomic(os.path.join(root, MANIFEST_FILE), manifest)
     fault_point("finish:manifest-written")
     return manifest
+
+
+def _check_index(path: str, index: pa.Table, shards: list[dict[str, Any]],
+                 totals: dict[str, Any]) -> None:
+    """Run the reader's checks of the index (and the tiling of every shard) before the
+    manifest makes this a dataset: a build whose index the reader would refuse stops here,
+    with nothing published."""
+    def column(name: str) -> np.ndarray:
+        return to_numpy(index.column(name)).astype(np.int64, copy=False) if index.num_rows \
+            else np.zeros(0, np.int64)
+
+    part, rows, shard, first = (column(c) for c in ("part", "num_rows", "shard", "first_row"))
+    keys = index.column("key").combine_chunks()
+    group_keys = keys.filter(pa.array(part == 0)) if index.num_rows else keys
+    shard_rows = [s["num_rows"] for s in shards]
+    problems = index_problems(part=part, rows=rows, shard=shard, first=first,
+                              group_keys=group_keys, shard_rows=shard_rows, totals=totals)
+    problems += tiling_problems(rows=rows, shard=shard, first=first, shard_rows=shard_rows)
+    if sum(shard_rows) != totals["examples"]:
+        problems.append(f"the shards hold {sum(shard_rows)} examples, the index "
+                        f"{totals['examples']}")
+    if problems:
+        raise CorruptDatasetError(
+            f"{path}: the index this build wrote is inconsistent ({'; '.join(problems)}); "
+            "the build stopped before publishing, nothing at the output changed — this is a "
+            "bug in fedgroups, please report it")
 
 
 def _largest_group(index: pa.Table) -> int:
