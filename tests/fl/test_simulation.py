@@ -91,11 +91,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
 
     monkeypatch.setattr(algorithms, "lm_loss", poisoned)
     cfg = parse_config(tiny_config(data, str(tmp_path / "run"), rounds=6))
-    with pytest.raises(NonFiniteLossError, match=r"round 3: non-finite.*round_000002\.pt"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite.*round_000002\.pt"):
         run(cfg, echo=lambda m: None)
     assert (tmp_path / "run/checkpoints/round_000002.pt").is_file()
     rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert [r["round"] for r in rows] == [1, 2, 3]  # rounds done
 
 
 def test_fedsgd_run_and_cli(make_dataset, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -108,20 +108,20 @@ def test_fedsgd_run_and_cli(make_dataset, tmp_path: Path, capsys: pytest.Capture
                      "--no-progress"]) == 0
     captured = capsys.readouterr()
     out = captured.out
-    assert "round 2 (3 rounds done" in out and "train loss (cohort, at global weights)" in out
+    assert "round 3 (rounds done" in out and "train loss (cohort, at global weights)" in out
     assert "heldout post" in out and "loss.png" in out
     assert captured.err.count("client.local_steps is ignored") == 1
-    assert "round 2: eval heldout loss" in captured.err  # printed as it happened
+    assert "round 3: eval heldout loss" in captured.err  # printed as it happened
     rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["round"] == 2 and rows[-1]["steps"] == rows[-1]["clients"]  # 1 per client
+    assert rows[-1]["round"] == 3 and rows[-1]["steps"] == rows[-1]["clients"]  # 1 per client
     assert cli.main(["train", "--resume", str(tmp_path / "run"), "--set", "rounds=4"]) == 0
-    assert "round 3 (4 rounds done" in capsys.readouterr().out
+    assert "round 4 (rounds done" in capsys.readouterr().out
 
     assert cli.main(["train", str(path), "--no-progress"]) == 2  # a run is there already
     assert "already holds a run" in capsys.readouterr().err
     assert cli.main(["train", str(path), "--set", "rounds=1", "--no-progress",
                      "--overwrite"]) == 0
-    assert "round 0 (1 rounds done" in capsys.readouterr().out
+    assert "round 1 (rounds done" in capsys.readouterr().out
     (tmp_path / "notarun").mkdir()
     (tmp_path / "notarun" / "precious.txt").write_text("x")
     assert cli.main(["train", str(path), "--set", f"output_dir={tmp_path / 'notarun'}",

@@ -80,7 +80,7 @@ def test_resume_on_another_dataset_is_refused_unless_allowed(make_dataset, tmp_p
     err = capsys.readouterr().err
     assert "was trained on dataset" in err and "--allow-dataset-change" in err
     assert cli.main([*resume, "--allow-dataset-change"]) == 0
-    assert [r["round"] for r in _rows(tmp_path / "run")] == [0, 1]
+    assert [r["round"] for r in _rows(tmp_path / "run")] == [1, 2]
 
 
 def _checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -110,9 +110,9 @@ def test_tensorboard_logger_writes_every_round(make_dataset, tmp_path: Path,
     acc = EventAccumulator(str(res.run_dir / "tensorboard"))
     acc.Reload()
     train = acc.Scalars("train_loss")
-    assert [e.step for e in train] == [0, 1, 2]
+    assert [e.step for e in train] == [1, 2, 3]  # rounds done, as metrics.csv
     assert [e.value for e in train] == pytest.approx([r["train_loss"] for r in res.rows])
-    assert [e.step for e in acc.Scalars("eval/heldout/loss")] == [1, 2]
+    assert [e.step for e in acc.Scalars("eval/heldout/loss")] == [2, 3]
     assert titles == ["tiny-run: fedavg, 3 rounds"]
 
 

@@ -7,13 +7,13 @@ The lead's ``fedgroups/cli.py`` calls :func:`add_train_parser` and :func:`run_tr
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from fedgroups.errors import FedGroupsError
 from fedgroups.fl.config import ConfigError, TrainConfig, parse_config
+from fedgroups.fl.errors import RunDirError
 
 
 def add_train_parser(subparsers: Any) -> None:
@@ -45,9 +45,12 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
 
     overrides = list(args.overrides)
     if args.resume:
-        path = Path(args.resume) / "config.yaml"
+        folder = Path(args.resume)
+        if not folder.exists():
+            raise RunDirError(f"--resume {args.resume}: the folder does not exist")
+        path = folder / "config.yaml"
         if not path.is_file():
-            raise ConfigError(f"--resume {args.resume}: no config.yaml there; is it a run dir?")
+            raise RunDirError(f"--resume {args.resume}: no config.yaml there; is it a run dir?")
         overrides.append(f"output_dir={args.resume}")
     elif args.config:
         path = Path(args.config)
@@ -59,6 +62,13 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
         raise ConfigError(f"cannot read config {path}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of settings")
+    injected = (data.get("strategy") or {}).get("injected") \
+        if isinstance(data.get("strategy"), dict) else None
+    if injected is not None:
+        raise ConfigError(
+            f"{path}: the run was trained with a strategy given from Python ({injected}); "
+            "the command line cannot rebuild it: resume it from Python with "
+            "run(config, resume=True, strategy=...)")
     if args.quiet:
         overrides.append("run.progress=false")
     return parse_config(data, overrides)
@@ -66,77 +76,59 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
 
 INSTALL_HINT = ("fedgroups train needs PyTorch, tokenizers and PyYAML: "
                 "pip install 'fedgroups[fl]' (or pip install torch tokenizers pyyaml)")
+HEAVY = ("torch", "tokenizers", "yaml", "matplotlib", "numpy", "tqdm")
+
+
+def _install_hint(e: ImportError) -> int:
+    if e.name not in HEAVY:
+        raise e
+    print(f"fedgroups train: error: no module {e.name!r}. {INSTALL_HINT}", file=sys.stderr)
+    return 2
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fedgroups.fl.errors import NonFiniteLossError
-
+    """Check the config, the run folder and the optional packages first (no torch import:
+    a mistake costs what ``--help`` costs), then train; returns the exit code."""
     try:
         import yaml  # noqa: F401
-
-        from fedgroups.fl.simulation import run, summary_table
     except ImportError as e:
-        if e.name not in ("torch", "tokenizers", "yaml", "matplotlib", "numpy"):
-            raise
-        print(f"fedgroups train: error: no module {e.name!r}. {INSTALL_HINT}", file=sys.stderr)
-        return 2
+        return _install_hint(e)
+    from fedgroups.fl import driver
 
+    resume = bool(args.resume)
+    overwrite = bool(getattr(args, "overwrite", False)) and not resume
     try:
         config = load_config(args)
+        driver.check_before_start(config, resume=resume, overwrite=overwrite)
     except ConfigError as e:
         print(f"fedgroups train: config error: {e}", file=sys.stderr)
         return 2
-    if Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
-        print(f"fedgroups train: error: output_dir {config.output_dir} is a file, not a "
-              "directory; choose another output_dir", file=sys.stderr)
-        return 2
-    if getattr(args, "overwrite", False) and not args.resume:
-        old = Path(config.output_dir)
-        if old.exists():
-            markers = ("config.yaml", "metrics.jsonl", "checkpoints")
-            if not any((old / m).exists() for m in markers):
-                print(f"fedgroups train: error: --overwrite: {old} is not a run directory; "
-                      "remove it yourself if that is intended", file=sys.stderr)
-                return 2
-            shutil.rmtree(old)
-    if config.hierarchy is not None:  # federations of federations (docs/hierarchy.md)
-        from fedgroups.fl.hierarchy.runner import run_cli
-
-        try:
-            return run_cli(config, backend=args.backend, resume=bool(args.resume))
-        except KeyboardInterrupt:
-            print(f"fedgroups train: interrupted. {resume_hint(Path(config.output_dir))}",
-                  file=sys.stderr)
-            return 130
-    try:
-        result = run(config, backend=args.backend, resume=bool(args.resume),
-                     echo=lambda m: print(m, file=sys.stderr),
-                     allow_dataset_change=getattr(args, "allow_dataset_change", False))
-    except KeyboardInterrupt:
-        print(f"fedgroups train: interrupted. {resume_hint(Path(config.output_dir))}",
-              file=sys.stderr)
-        return 130
-    except NonFiniteLossError as e:
-        print(f"fedgroups train: {e}", file=sys.stderr)
-        return 1
-    except (FedGroupsError, FileNotFoundError) as e:
+    except FedGroupsError as e:
         print(f"fedgroups train: error: {e}", file=sys.stderr)
         return 2
-    if result.rows:
-        print(summary_table(result.rows, config.algorithm.name))
-        print(f"metrics: {result.run_dir / 'metrics.csv'}")
-        for p in result.plots:
-            print(f"plot:    {p}")
-    return 0
+    allow = bool(getattr(args, "allow_dataset_change", False))
+    try:
+        if config.hierarchy is not None:  # federations of federations (docs/hierarchy.md)
+            from fedgroups.fl.hierarchy.runner import run_cli
 
+            return run_cli(config, backend=args.backend, resume=resume, overwrite=overwrite,
+                           allow_dataset_change=allow)
+        from fedgroups.fl.simulation import run, summary_table
+    except ImportError as e:
+        return _install_hint(e)
 
-def resume_hint(run_dir: Path) -> str:
-    """What an interrupted run left behind, and the command to continue it."""
-    found = sorted((run_dir / "checkpoints").glob("round_*.pt"))
-    if not found:
-        return f"No checkpoint was written yet in {run_dir}; start the run again."
-    return (f"The latest checkpoint is {found[-1]}; continue with: "
-            f"fedgroups train --resume {run_dir}")
+    def train() -> Any:
+        return run(config, backend=args.backend, resume=resume, overwrite=overwrite,
+                   echo=lambda m: print(m, file=sys.stderr), allow_dataset_change=allow)
+
+    def report(result: Any) -> None:
+        if result.rows:
+            print(summary_table(result.rows, config.algorithm.name))
+            print(f"metrics: {result.run_dir / 'metrics.csv'}")
+            for p in result.plots:
+                print(f"plot:    {p}")
+
+    return driver.exit_code(train, report, Path(config.output_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,27 @@ def open_dataset(path: str) -> DatasetLike:
     return open_grouped(path)
 
 
+def check_is_dataset(path: str, name: str) -> None:
+    """A local folder without a manifest is no grouped dataset: say so, and how to make one."""
+    import os
+
+    from fedgroups.format.layout import manifest_path
+
+    if "://" in path:
+        return
+    if not os.path.exists(path):
+        raise ConfigError(f"{name}.path {path!r}: no such folder; build a grouped dataset "
+                          f"there first (fedgroups build SOURCE {path} --key KEYSPEC)")
+    if os.path.isdir(path) and not os.path.exists(manifest_path(path)):
+        raise ConfigError(
+            f"{name}.path {path!r} is not a fedgroups dataset (it has no manifest.json); "
+            f"make one with: fedgroups build SOURCE {path} --key KEYSPEC (or, if a build "
+            "there was interrupted, run that build again)")
+
+
 def open_source(config: DatasetConfig, name: str) -> GroupSource:
+    if open_dataset is _REAL_OPEN:
+        check_is_dataset(config.path, name)
     ds = open_dataset(config.path)
     manifest = getattr(ds, "manifest", None)
     digest = manifest.get("index", {}).get("sha256") if isinstance(manifest, dict) else None
@@ -70,3 +90,6 @@ def open_source(config: DatasetConfig, name: str) -> GroupSource:
     if not keys:
         raise ConfigError(f"{name}: {where} has no groups")
     return GroupSource(dataset=ds, keys=tuple(keys), name=name, index_sha256=digest)
+
+
+_REAL_OPEN = open_dataset

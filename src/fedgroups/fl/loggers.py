@@ -1,7 +1,9 @@
 """Opt-in metric sinks besides ``metrics.jsonl`` / ``metrics.csv``: TensorBoard, Weights & Biases.
 
 ``run.loggers: [tensorboard, wandb]``.  Each gets every round's numeric metrics at step
-``round`` (the same 0-based count as ``metrics.csv``).  TensorBoard event files go to
+``round`` (rounds completed, as in ``metrics.csv``: 1 after the first round).  A resume
+rewrites the rounds after its checkpoint, so TensorBoard purges their old events
+(``purge_step``) instead of showing each step twice.  TensorBoard event files go to
 ``RUN_DIR/tensorboard``; Weights & Biases writes under ``RUN_DIR/wandb`` and follows its own
 environment (``WANDB_MODE=offline`` for no network, ``WANDB_PROJECT``).
 """
@@ -32,7 +34,7 @@ def _scalars(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 class TensorBoardLogger:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -41,7 +43,7 @@ class TensorBoardLogger:
                 "pip install 'fedgroups[loggers]' (or pip install tensorboard)"
             ) from None
         self.dir = run_dir / "tensorboard"
-        self.writer = SummaryWriter(log_dir=str(self.dir))
+        self.writer = SummaryWriter(log_dir=str(self.dir), purge_step=purge_step)
 
     def log(self, row: Mapping[str, Any]) -> None:
         for k, v in _scalars(row).items():
@@ -81,11 +83,12 @@ def _wandb_id(run_dir: Path) -> str:
 
 
 def make_loggers(names: tuple[str, ...], run_dir: Path, config: Mapping[str, Any],
-                 resume: bool) -> list[MetricsLogger]:
+                 resume: bool, purge_step: int | None = None) -> list[MetricsLogger]:
+    """The sinks ``names``; ``purge_step``: the first step a resumed run writes again."""
     out: list[MetricsLogger] = []
     for name in names:
         if name == "tensorboard":
-            out.append(TensorBoardLogger(run_dir))
+            out.append(TensorBoardLogger(run_dir, purge_step))
         elif name == "wandb":
             out.append(WandbLogger(run_dir, config, resume))
         else:  # config parsing allows only the names above

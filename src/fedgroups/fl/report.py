@@ -1,7 +1,8 @@
 """What a run tells people as it goes and at the end: labels, eval lines, the summary table.
 
-Rounds are counted as in ``metrics.csv``: ``round`` is 0-based (the first round is round
-0), so after ``rounds: 30`` the last row and the summary both say round 29.
+Rounds are counted as in ``metrics.csv``: ``round`` is the number of rounds completed (the
+row written after the first round says 1), so after ``rounds: 30`` the last row and the
+summary both say round 30, as the checkpoint ``round_000030.pt`` does.
 """
 
 from __future__ import annotations
@@ -47,8 +48,7 @@ def summary_table(rows: list[dict[str, Any]], algorithm: str = "fedavg") -> str:
     if not rows:
         return "(no rounds)"
     last = rows[-1]
-    lines = [(f"round {last['round']} ({last['round'] + 1} rounds done, counted from 0 as in "
-              "metrics.csv): "
+    lines = [(f"round {last['round']} (rounds done, as in metrics.csv): "
               f"{train_loss_label(algorithm)} {_num(last['train_loss'])}, "
               f"{last['tokens_per_s']:.0f} tokens/s")]
     evals = [r for r in rows if any(k.startswith("eval/") for k in r)]

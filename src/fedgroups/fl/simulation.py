@@ -21,18 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedgroups.fl import datasets
+from fedgroups.fl import datasets, driver
 from fedgroups.fl.backends import BackendName, make_backend
-from fedgroups.fl.checkpoint import (
-    load_checkpoint,
-    resume_point,
-    save_checkpoint,
-)
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import EvalDatasetConfig, TrainConfig, to_dict
-from fedgroups.fl.errors import CheckpointError, NonFiniteLossError
+from fedgroups.fl.errors import NonFiniteLossError
 from fedgroups.fl.federation import Federation
-from fedgroups.fl.loggers import make_loggers
 from fedgroups.fl.metrics import MetricsLog
 from fedgroups.fl.model import num_parameters
 from fedgroups.fl.model_factory import ModelFactory, make_model
@@ -42,7 +36,7 @@ from fedgroups.fl.plots import plot_losses, plot_personalization
 from fedgroups.fl.report import eval_lines, train_loss_label
 from fedgroups.fl.report import summary_table as summary_table  # re-exported
 from fedgroups.fl.strategy import Strategy
-from fedgroups.fl.tokenizer import load_tokenizer, prepare_tokenizer, run_eos_id
+from fedgroups.fl.tokenizer import load_tokenizer, run_eos_id
 
 
 @dataclass(frozen=True)
@@ -56,86 +50,89 @@ class RunResult:
 def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: bool = False,
         echo: Any = print, strategy: Strategy | None = None,
         model_factory: ModelFactory | None = None,
-        allow_dataset_change: bool = False) -> RunResult:
+        allow_dataset_change: bool = False, overwrite: bool = False) -> RunResult:
     """Train per ``config``; with ``resume``, continue from the run's latest checkpoint.
 
     ``strategy`` replaces the one the config's ``algorithm`` / ``strategy`` sections
     describe, ``model_factory`` the config's ``model.factory`` (pass the same ones again
     when resuming).  A resume on a dataset whose group index differs from the checkpoint's
-    is refused unless ``allow_dataset_change``.
+    is refused unless ``allow_dataset_change``; one that changes more than
+    ``driver.SAFE_ON_RESUME`` is refused.  ``overwrite`` replaces an earlier run in
+    ``output_dir``, once everything else is checked.
     """
-    run_cfg = config.run
-    if run_cfg.threads is not None:
-        torch.set_num_threads(run_cfg.threads)
-    if run_cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    device = torch.device(run_cfg.device)
+    driver.check_before_start(config, resume=resume, overwrite=overwrite)
+    chosen = driver.resolve_strategy(config, strategy, model_factory)
+    device = driver.apply_run_settings(config.run)
     be = make_backend(backend)
     main = be.rank == 0
-    run_dir = Path(config.output_dir)
-    log = MetricsLog(run_dir)
-    ckpt_path = resume_point(run_dir, resume, log.jsonl.exists())
-
+    run_path = Path(config.output_dir)
     train_src = datasets.open_source(config.data, "data")
     eval_srcs = [datasets.open_source(d, f"eval.datasets.{i}")
                  for i, d in enumerate(config.eval.datasets)]
+    record = driver.config_record(to_dict(config), strategy)
+    if overwrite and main:
+        driver.clear_old_run(run_path)
+    be.barrier()
+    run_dir = driver.open_run_dir(run_path, resume=resume, record=record)
+    dataset_id = {"path": config.data.path, "index_sha256": train_src.index_sha256}
+    all_ids = driver.dataset_identity(
+        {"data.path": (config.data.path, train_src.index_sha256),
+         **{f"eval.datasets.{i}.path": (d.path, s.index_sha256)
+            for i, (d, s) in enumerate(zip(config.eval.datasets, eval_srcs))}})
+    if run_dir.checkpoint is not None:
+        saved = run_dir.state.get("datasets") or (
+            {"data.path": run_dir.state["dataset"]} if run_dir.state.get("dataset") else None)
+        driver.check_datasets(saved, all_ids, run_dir.checkpoint, allow_dataset_change)
+    log = MetricsLog(run_path)
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer = prepare_tokenizer(config.tokenizer, train_src, config.data.text_column,
-                                      run_dir, config.seed)
-        _write_config(config, run_dir / "config.yaml")
+        run_path.mkdir(parents=True, exist_ok=True)
+        if run_dir.checkpoint is not None:
+            driver.rewind_records(run_path, run_dir.start, echo)
+            log.write_csv()
+        tokenizer = driver.prepare_run_tokenizer(config, train_src, run_path, resume)
+        driver.write_yaml(run_path / "config.yaml", record)
     be.barrier()
     if not main:
-        tokenizer = load_tokenizer(run_dir)
-    eos_id = run_eos_id(run_dir, tokenizer)
+        tokenizer = load_tokenizer(run_path)
+    eos_id = run_eos_id(run_path, tokenizer)
 
     vocab = tokenizer.get_vocab_size()
     model, args = make_model(config.model, vocab, config.seed, model_factory)
     model = model.to(device)
     eval_model = make_model(config.model, vocab, config.seed, model_factory)[0].to(device)
     fed = Federation(model=model, source=train_src, tokenizer=tokenizer, eos_id=eos_id,
-                     config=config, backend=be, device=device, strategy=strategy)
-    start_round = 0
-    dataset_id = {"path": config.data.path, "index_sha256": train_src.index_sha256}
-    if ckpt_path is not None:
-        state = load_checkpoint(ckpt_path)
-        _check_dataset(state.get("dataset"), dataset_id, ckpt_path, allow_dataset_change)
-        fed.load_state_dict(state)
-        start_round = state["round"]
-        if main:
-            log.truncate(start_round)
-            _truncate_jsonl(run_dir / "personalization.jsonl", start_round)
+                     config=config, backend=be, device=device, strategy=chosen)
+    if run_dir.checkpoint is not None:
+        fed.load_state_dict(run_dir.state)
     if main:
-        echo(f"model: {num_parameters(model):,} parameters {args}; run dir: {run_dir}")
+        echo(f"model: {num_parameters(model):,} parameters {args}; run dir: {run_path}")
         for note in config.notes(len(train_src.keys)):
             echo(f"note: {note}")
 
     eval_clients = ([_eval_clients(s, spec, tokenizer, eos_id, config)
                      for s, spec in zip(eval_srcs, config.eval.datasets)] if main else [])
-    progress = _progress(range(start_round, config.rounds), enabled=main and run_cfg.progress)
-    say = progress.write if hasattr(progress, "write") else echo  # above the progress bar
-    loggers = make_loggers(run_cfg.loggers, run_dir, to_dict(config), resume) if main else []
+    loop = driver.RoundLoop(config, run_dir, main=main, echo=echo, desc="rounds",
+                            logger_config=record)
     try:
-        _train(fed, config, be, progress, log, loggers, say, ckpt_path, args,
-               eval_model, model, eval_clients, eval_srcs, dataset_id)
+        _train(fed, config, be, loop, log, args, eval_model, model, eval_clients, eval_srcs,
+               {"dataset": dataset_id, "datasets": all_ids})
     finally:
-        for lg in loggers:
-            lg.close()
+        loop.close()
     fed.load_global(eval_model)
     plots: list[Path] = []
     rows = log.read() if main else []
     if main:
         log.write_csv()
-        (run_dir / "plots").mkdir(exist_ok=True)
-        title = f"{run_dir.name}: {config.algorithm.name}, {config.rounds} rounds"
-        plots.append(plot_losses(rows, run_dir / "plots" / "loss.png", title=title,
+        (run_path / "plots").mkdir(exist_ok=True)
+        title = f"{run_path.name}: {config.algorithm.name}, {config.rounds} rounds"
+        plots.append(plot_losses(rows, run_path / "plots" / "loss.png", title=title,
                                  train_label=train_loss_label(config.algorithm.name)))
-        pers = plot_personalization(run_dir / "personalization.jsonl",
-                                    run_dir / "plots" / "personalization.png")
+        pers = plot_personalization(run_path / "personalization.jsonl",
+                                    run_path / "plots" / "personalization.png")
         if pers is not None:
             plots.append(pers)
     be.barrier()
-    return RunResult(run_dir=run_dir, rows=rows, model=eval_model, plots=plots)
+    return RunResult(run_dir=run_path, rows=rows, model=eval_model, plots=plots)
 
 
 def eval_keys(keys: tuple[Any, ...], max_clients: int, seed: int) -> list[Any]:
@@ -186,87 +183,37 @@ def _evaluate(fed: Federation, eval_model: torch.nn.Module, scratch: torch.nn.Mo
             keys = [c.key for c in clients if c.num_sequences >= 2]
             with (run_dir / "personalization.jsonl").open("a") as f:
                 for key, pre, post in zip(keys, p.pre, p.post):
-                    f.write(json.dumps({"round": round_, "dataset": spec.name, "key": str(key),
+                    f.write(json.dumps({"round": round_ + 1, "dataset": spec.name, "key": str(key),
                                         "pre": pre, "post": post}) + "\n")
     return out
 
 
-def _truncate_jsonl(path: Path, before_round: int) -> None:
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines()
-             if ln.strip() and json.loads(ln)["round"] < before_round]
-    path.write_text("".join(ln + "\n" for ln in lines))
-
-
-def _write_config(config: TrainConfig, path: Path) -> None:
-    import yaml
-
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    tmp.replace(path)
-
-
-def _progress(rounds: range, enabled: bool) -> Any:
-    if not enabled:
-        return rounds
-    from tqdm import tqdm
-
-    return tqdm(rounds, desc="rounds", unit="round", initial=rounds.start,
-                total=rounds.stop, dynamic_ncols=True)
-
-
-def _train(fed: Federation, config: TrainConfig, be: Any, progress: Any, log: MetricsLog,
-           loggers: list[Any], say: Any, last_good: Path | None, args: dict[str, Any],
-           eval_model: torch.nn.Module, model: torch.nn.Module,
-           eval_clients: list[list[ClientData]], eval_srcs: list[datasets.GroupSource],
-           dataset_id: dict[str, Any]) -> None:
-    """The rounds of ``progress``: train, evaluate, log, checkpoint."""
-    main, run_cfg, run_dir = be.rank == 0, config.run, log.jsonl.parent
-    for r in progress:
+def _train(fed: Federation, config: TrainConfig, be: Any, loop: driver.RoundLoop,
+           log: MetricsLog, args: dict[str, Any], eval_model: torch.nn.Module,
+           model: torch.nn.Module, eval_clients: list[list[ClientData]],
+           eval_srcs: list[datasets.GroupSource], identity: dict[str, Any]) -> None:
+    """The rounds of ``loop``: train, evaluate, log, checkpoint."""
+    main, run_dir = be.rank == 0, log.jsonl.parent
+    for r in loop:
         t0 = time.perf_counter()
         try:
-            row: dict[str, Any] = {"round": r, **fed.run_round(r)}
+            row: dict[str, Any] = {"round": r + 1, **fed.run_round(r)}
         except NonFiniteLossError as e:
-            kept = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was saved"
-            raise NonFiniteLossError(
-                f"{e}; stopping. {kept}. Lower client.lr / server.lr or set "
-                "client.grad_clip_norm, then resume from the checkpoint."
-            ) from None
+            raise loop.nonfinite(e) from None
         seconds = time.perf_counter() - t0
         row["seconds"] = seconds
         row["tokens_per_s"] = row["tokens"] / seconds if seconds > 0 else 0.0
-        last = r + 1 == config.rounds
-        if main and (last or (config.eval.every and (r + 1) % config.eval.every == 0)):
+        if main and loop.eval_due(r):
             row.update(_evaluate(fed, eval_model, model, eval_clients, config, r, run_dir,
                                  eval_srcs))
             for line in eval_lines(row):
-                say(line)
+                loop.say(line)
         if main:
             log.append(row)
-            for lg in loggers:
-                lg.log(row)
-            if hasattr(progress, "set_postfix"):
-                progress.set_postfix(loss=f"{row['train_loss']:.3f}",
-                                     tok_s=f"{row['tokens_per_s']:.0f}")
-        if last or (r + 1) % run_cfg.checkpoint_every == 0:
+            loop.log(row)
+        if loop.checkpoint_due(r):
             if main:
-                state = {"round": r + 1, "model_args": args, "config": to_dict(config),
-                         "dataset": dataset_id, **fed.state_dict()}
-                last_good = save_checkpoint(run_dir, state, run_cfg.keep_checkpoints)
+                loop.save({"round": r + 1, "model_args": args, "config": to_dict(config),
+                           **identity, **fed.state_dict()})
                 log.write_csv()
             be.barrier()
-
-
-def _check_dataset(saved: dict[str, Any] | None, now: dict[str, Any], ckpt: Path,
-                   allow_change: bool) -> None:
-    """Refuse to resume on other data than the checkpoint's, unless allowed."""
-    if allow_change or saved is None or saved.get("index_sha256") is None \
-            or now["index_sha256"] is None or saved["index_sha256"] == now["index_sha256"]:
-        return
-    raise CheckpointError(
-        f"--resume: checkpoint {ckpt} was trained on dataset {saved['path']!r} (group index "
-        f"sha256 {saved['index_sha256'][:12]}...), but data.path {now['path']!r} now holds "
-        f"another dataset (index {now['index_sha256'][:12]}...); resume on the original data, "
-        "or pass --allow-dataset-change to continue on this one"
-    )

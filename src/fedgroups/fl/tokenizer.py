@@ -152,15 +152,19 @@ def run_eos_id(run_dir: Path, tokenizer: Tokenizer) -> int:
 
 
 def prepare_tokenizer(
-    config: TokenizerConfig, source: GroupSource, text_column: str, run_dir: Path, seed: int
+    config: TokenizerConfig, source: GroupSource, text_column: str, run_dir: Path, seed: int,
+    *, reuse: bool = False,
 ) -> Tokenizer:
-    """The run's tokenizer, saved in ``run_dir`` (reused when it exists) as a folder.
+    """The run's tokenizer, saved in ``run_dir`` as a folder.
 
     ``run_dir/tokenizer.json`` plus ``run_dir/tokenizer_config.json`` naming the
-    end-of-text token, so the run directory is itself a tokenizer folder.
+    end-of-text token, so the run directory is itself a tokenizer folder.  With ``reuse``
+    (a resume of the run that made it, whose tokenizer settings were checked unchanged) a
+    saved one is loaded; otherwise it is trained or loaded from ``config.path`` anew, since
+    one left by a failed start may come from other settings.
     """
     saved = run_dir / "tokenizer.json"
-    if saved.is_file():
+    if reuse and saved.is_file():
         return load_tokenizer(run_dir)
     if config.path is not None:
         tok, eos = open_tokenizer(config.path, config.eos_token)

@@ -177,7 +177,7 @@ def test_resume_is_exact(method: str, world_data: str, tmp_path: Path,
     original = FedNode.run_round
 
     def crash(self: FedNode) -> dict:
-        if self.level == 0 and self.shared.root_round == 2:  # after the checkpoint of round 2
+        if self.level == 0 and self.shared.root_round == 3:  # the third round, after the checkpoint of round 2
             raise KeyboardInterrupt
         return original(self)
 

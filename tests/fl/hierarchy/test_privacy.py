@@ -69,6 +69,6 @@ def test_reported_epsilon_is_the_accountants(world_data: str, tmp_path: Path,
                                             for i in range(3)]
     assert all(r.dp_delta == delta for r in rows)
     evals = {(e.round, e.federation): e for e in result.evals}
-    assert evals[(2, leaf.path)].dp_epsilon == pytest.approx(expected(6), rel=1e-9)
-    assert evals[(2, "world/romance/es")].dp_epsilon is None  # its sibling runs without DP
+    assert evals[(3, leaf.path)].dp_epsilon == pytest.approx(expected(6), rel=1e-9)
+    assert evals[(3, "world/romance/es")].dp_epsilon is None  # its sibling runs without DP
     assert result.summary.federations[leaf.path]["dp_epsilon"] == pytest.approx(expected(6))

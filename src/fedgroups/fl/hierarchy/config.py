@@ -9,6 +9,7 @@ lr 1), ``hierarchy.level_settings[depth]``, the node's own entry in ``hierarchy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -44,6 +45,15 @@ class PrivacyConfig:
     clip_norm: float  # C: L2 bound of one client's update (B and K together)
     noise_multiplier: float  # sigma: noise std is sigma * C on the sum of updates
     delta: float = 1e-5  # epsilon is reported at this delta
+
+    def __post_init__(self) -> None:
+        # Parsed, not only resolved: an infinite sigma would train a round and then stop
+        # with "non-finite loss"; a NaN compares false with everything below.
+        _check(math.isfinite(self.noise_multiplier),
+               f"privacy.noise_multiplier must be a finite number; got {self.noise_multiplier}")
+        _check(not math.isnan(self.clip_norm),
+               f"privacy.clip_norm must be a number; got {self.clip_norm}")
+        _check(math.isfinite(self.delta), f"privacy.delta must be in (0, 1); got {self.delta}")
 
     def check(self, where: str) -> None:
         """Checked when a node resolves its settings, so the message names the node."""

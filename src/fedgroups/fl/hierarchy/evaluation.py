@@ -45,6 +45,7 @@ def pack_held_out(clients: Any, tokenizer: Any, eos_id: int, config: TrainConfig
 def evaluate_leaves(plan: Plan, root: FedNode, method: str, eval_model: torch.nn.Module,
               scratch: torch.nn.Module, held_out: dict[str, list[ClientData]],
               config: TrainConfig, r: int) -> list[rec.EvalRecord]:
+    """Every leaf after 0-based root round ``r``; records name ``r + 1`` (rounds done)."""
     pers = config.personalization
     do_pers = pers.enabled and (r + 1 == config.rounds
                                 or (pers.every and (r + 1) % pers.every == 0))
@@ -67,13 +68,13 @@ def evaluate_leaves(plan: Plan, root: FedNode, method: str, eval_model: torch.nn
             post_all.extend(p.post)
         node = nodes.get(path)
         out.append(rec.EvalRecord(
-            method=method, round=r, federation=path, level=lf.node.level, loss=res.loss,
+            method=method, round=r + 1, federation=path, level=lf.node.level, loss=res.loss,
             ppl=perplexity(res.loss), tokens=sum(c.num_tokens for c in clients),
             clients=len(clients), dp_epsilon=node.dp_epsilon() if node else None, **extra))
     scored = [e for e in out if e.tokens > 0 and math.isfinite(e.loss)]
     tokens = sum(e.tokens for e in scored)
     mean = math.fsum(e.loss * e.tokens for e in scored) / tokens if tokens else math.nan
-    out.append(rec.EvalRecord(method=method, round=r, federation=rec.MEAN_FEDERATION,
+    out.append(rec.EvalRecord(method=method, round=r + 1, federation=rec.MEAN_FEDERATION,
                               level=-1, loss=mean, ppl=perplexity(mean), tokens=tokens,
                               clients=sum(e.clients for e in scored),
                               **(_pers_columns(pre_all, post_all) if do_pers else {})))

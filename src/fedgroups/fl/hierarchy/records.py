@@ -61,12 +61,14 @@ class TreeNodeRecord:
 class NodeRoundRecord:
     """One node's work during one root round (``metrics.jsonl``; CSV mirror ``metrics.csv``).
 
+    ``round`` (here and in every record) counts root rounds completed: 1 after the first.
+
     Counters cover every client update under this node in that root round (all of its
-    inner rounds and those of its descendants).  ``cum_*`` are totals from round 0 on.
+    inner rounds and those of its descendants).  ``cum_*`` are totals since the start of the run.
     """
 
     method: str
-    round: int  # root round, 0-based
+    round: int  # root rounds completed (1 = after the first)
     node: str  # path
     level: int
     kind: NodeKind
@@ -98,7 +100,7 @@ class EvalRecord:
     """
 
     method: str
-    round: int  # root round after which the evaluation ran, 0-based
+    round: int  # root rounds completed when the evaluation ran (1 = after the first)
     federation: str  # leaf path, or MEAN_FEDERATION
     level: int  # leaf depth (-1 for the mean row)
     loss: float
@@ -127,8 +129,8 @@ class AttentionRecord:
     """
 
     method: str
-    round: int  # root round
-    node_round: int  # the node's own round counter (several per root round when rounds > 1)
+    round: int  # root rounds completed by the end of this one (1 = in the first)
+    node_round: int  # the node's own round counter, 0-based (several per root round when rounds > 1)
     node: str
     level: int  # the node's level; rows are its children (level + 1)
     rows: list[str]
@@ -191,12 +193,12 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def truncate_jsonl(path: Path, before_round: int) -> None:
-    """Keep rows with ``round < before_round`` (resuming from a checkpoint)."""
+def truncate_jsonl(path: Path, done: int) -> None:
+    """Keep rows with ``round <= done`` (resuming from a checkpoint after ``done`` rounds)."""
     if not path.exists():
         return
     keep = [ln for ln in path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["round"] < before_round]
+            if ln.strip() and json.loads(ln)["round"] <= done]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(ln + "\n" for ln in keep))
     tmp.replace(path)

@@ -9,25 +9,19 @@ directory is described in ``records.py`` and ``docs/hierarchy.md``.
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
-
+from fedgroups.fl import driver
 from fedgroups.fl.algorithms import Params
-from fedgroups.fl.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    resume_point,
-    save_checkpoint,
-)
+from fedgroups.fl.backends import BackendName, make_backend
 from fedgroups.fl.client_pool import ClientPool
-from fedgroups.fl.config import TrainConfig
+from fedgroups.fl.config import ConfigError, TrainConfig
 from fedgroups.fl.datasets import GroupSource
-from fedgroups.fl.federation import NonFiniteLossError
+from fedgroups.fl.errors import NonFiniteLossError
 from fedgroups.fl.hierarchy import records as rec
 from fedgroups.fl.hierarchy.build import (
     MIX,
@@ -38,6 +32,7 @@ from fedgroups.fl.hierarchy.build import (
     load_plan,
 )
 from fedgroups.fl.hierarchy.config import (
+    ALL_CHILDREN,
     HierarchyConfig,
     parse_hierarchy,
     resolved_config_dict,
@@ -55,7 +50,8 @@ from fedgroups.fl.metrics import MetricsLog
 from fedgroups.fl.model import num_parameters
 from fedgroups.fl.model_factory import ModelFactory, make_model
 from fedgroups.fl.plots import plot_losses
-from fedgroups.fl.tokenizer import prepare_tokenizer, run_eos_id
+from fedgroups.fl.strategy import Strategy
+from fedgroups.fl.tokenizer import load_tokenizer, run_eos_id
 
 
 @dataclass(frozen=True)
@@ -72,33 +68,51 @@ class HierarchyResult:
 
 
 def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
-        hierarchy: HierarchyConfig | None = None,
-        model_factory: ModelFactory | None = None) -> HierarchyResult:
+        hierarchy: HierarchyConfig | None = None, model_factory: ModelFactory | None = None,
+        strategy: Strategy | None = None, backend: BackendName = "sequential",
+        allow_dataset_change: bool = False, overwrite: bool = False) -> HierarchyResult:
     """Train the tree ``config.hierarchy`` describes; ``resume`` continues the run dir.
 
     ``hierarchy`` replaces the parsed ``config.hierarchy``; ``model_factory`` the config's
-    ``model.factory`` (as in ``fl.simulation.run``; pass it again when resuming).
+    ``model.factory``, ``strategy`` the config's ``algorithm`` / ``strategy`` sections at
+    every node (as in ``fl.simulation.run``; pass them again when resuming).  A resume on
+    other data than the checkpoint's (any dataset the tree reads) is refused unless
+    ``allow_dataset_change``; ``overwrite`` replaces an earlier run once all is checked.
     """
+    driver.check_before_start(config, resume=resume, overwrite=overwrite)
     hier = hierarchy if hierarchy is not None else parse_hierarchy(config.hierarchy or {})
-    if config.run.threads is not None:
-        torch.set_num_threads(config.run.threads)
-    if config.run.deterministic:
-        torch.use_deterministic_algorithms(True)
-    device = torch.device(config.run.device)
-    run_dir = Path(config.output_dir)
-    log = MetricsLog(run_dir)
-    ckpt_path = resume_point(run_dir, resume, log.jsonl.exists())
-
+    driver.resolve_strategy(config, strategy, model_factory)
+    device = driver.apply_run_settings(config.run)
+    be = make_backend(backend)
+    main = be.rank == 0
+    run_path = Path(config.output_dir)
     plan = load_plan(config, hier)
+    record = driver.config_record(resolved_config_dict(config, hier), strategy)
+    if overwrite and main:
+        driver.clear_old_run(run_path)
+    be.barrier()
+    run_dir = driver.open_run_dir(run_path, resume=resume, record=record)
+    identity = driver.dataset_identity({f"dataset {p}": (p, src.index_sha256)
+                                        for p, src in plan.sources.items()})
+    if run_dir.checkpoint is not None:
+        driver.check_datasets(run_dir.state.get("datasets"), identity, run_dir.checkpoint,
+                              allow_dataset_change)
     primary = plan.sources[config.data.path]
     train_keys = tuple(k for lf in plan.leaves for ds, k in lf.train if ds is primary.dataset)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = prepare_tokenizer(
-        config.tokenizer, GroupSource(dataset=primary.dataset, keys=train_keys or primary.keys,
-                                      name="data"),
-        config.data.text_column, run_dir, config.seed)
-    eos_id = run_eos_id(run_dir, tokenizer)  # tokenizer.eos_token, as the flat trainer
-    _write_yaml(run_dir / "config.yaml", resolved_config_dict(config, hier))
+    log = MetricsLog(run_path)
+    if main:
+        run_path.mkdir(parents=True, exist_ok=True)
+        if run_dir.checkpoint is not None:
+            driver.rewind_records(run_path, run_dir.start, echo)
+            log.write_csv()
+        source = GroupSource(dataset=primary.dataset, keys=train_keys or primary.keys,
+                             name="data")
+        tokenizer = driver.prepare_run_tokenizer(config, source, run_path, resume)
+        driver.write_yaml(run_path / "config.yaml", record)
+    be.barrier()
+    if not main:
+        tokenizer = load_tokenizer(run_path)
+    eos_id = run_eos_id(run_path, tokenizer)  # tokenizer.eos_token, as the flat trainer
 
     vocab = tokenizer.get_vocab_size()
     model, args = make_model(config.model, vocab, config.seed, model_factory)
@@ -115,114 +129,137 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
                     device=device, on_attention=attention_buffer.append,
                     pool=(ClientPool(model, config.run.client_threads)
                           if config.run.client_threads > 1 else None))
+    # TODO(backend): pass backend=be to Shared(...) once fl/hierarchy/node.py's Shared has a
+    # ``backend`` field; until then every rank runs the whole tree and only rank 0 writes.
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
-    root, used_settings = build_nodes(plan, config, hier, shared, init)
+    root, used_settings = _build(plan, config, hier, shared, init, strategy)
     inner = flat_budget(plan)[0] if hier.method == "fl" else 1
     nodes = {n.path: n for n in root.walk()}
-    write_tree(run_dir, plan, root, used_settings, hier)
+    if main:
+        write_tree(run_path, plan, root, used_settings, hier)
 
-    start = 0
     totals = {"client_updates": 0.0, "seconds": 0.0}
-    if ckpt_path is not None:
-        state = load_checkpoint(ckpt_path)
+    if run_dir.checkpoint is not None:
+        state = run_dir.state
         for path, node_state in state["hierarchy"]["nodes"].items():
             nodes[path].load_state_dict(node_state)
         totals = {k: float(v) for k, v in state["hierarchy"]["totals"].items()}
-        start = int(state["round"])
-        log.truncate(start)
-        for name in (rec.EVAL_FILE, rec.ATTENTION_FILE):
-            rec.truncate_jsonl(run_dir / name, start)
-    echo(f"model: {num_parameters(model):,} parameters ({len(keys)} key-layer tensors); "
-         f"method {hier.method}; {len(nodes)} node(s), {len(plan.leaves)} leaf federation(s); "
-         f"run dir: {run_dir}")
+    if main:
+        echo(f"model: {num_parameters(model):,} parameters ({len(keys)} key-layer tensors); "
+             f"method {hier.method}; {len(nodes)} node(s), {len(plan.leaves)} leaf "
+             f"federation(s); run dir: {run_path}")
+        for note in cohort_notes(root):
+            echo(f"note: {note}")
 
     held_out = {lf.node.path: pack_held_out(lf.held_out, tokenizer, eos_id, config)
                 for lf in plan.leaves}
-    evals = rec.read_eval(run_dir) if ckpt_path is not None else []
+    evals = rec.read_eval(run_path) if run_dir.checkpoint is not None else []
     summary = None
-    for r in _progress(range(start, config.rounds), config.run.progress):
-        shared.root_round = r
-        t0 = time.perf_counter()
-        try:
-            for _ in range(inner):
-                root.run_round()
-        except NonFiniteLossError as e:
-            last = latest_checkpoint(run_dir)
-            raise NonFiniteLossError(f"{e}; stopping. Last good checkpoint: {last}. Lower "
-                                     "client.lr / server lr, then --resume.") from None
-        seconds = time.perf_counter() - t0
-        rows = [node_row(n, r, hier.method, seconds if n is root else None)
-                for n in nodes.values()]
-        rows = [row for row in rows if row is not None]
-        totals["client_updates"] += rows[0].clients
-        totals["seconds"] += seconds
-        rec.append_jsonl(log.jsonl, rows)
-        rec.append_jsonl(run_dir / rec.ATTENTION_FILE, attention_buffer)
-        attention_buffer.clear()
-        last = r + 1 == config.rounds
-        if last or (config.eval.every and (r + 1) % config.eval.every == 0):
-            new = evaluate_leaves(plan, root, hier.method, eval_model, scratch, held_out, config, r)
-            rec.append_jsonl(run_dir / rec.EVAL_FILE, new)
-            evals.extend(new)
-            echo(f"round {r + 1}: eval loss {new[-1].loss:.4f}, ppl {new[-1].ppl:.2f} "
-                 f"(mean over {len(new) - 1} leaf federations)")
-        summary = run_summary(hier.method, r + 1, root, totals, evals, nodes, model, keys)
-        rec.write_json(run_dir / rec.SUMMARY_FILE, rec.to_json(summary))
-        if last or (r + 1) % config.run.checkpoint_every == 0:
-            state = {"round": r + 1, "model_args": args,
-                     "config": resolved_config_dict(config, hier),
-                     "hierarchy": {"nodes": {p: n.state_dict() for p, n in nodes.items()},
-                                   "totals": totals}}
-            save_checkpoint(run_dir, state, config.run.keep_checkpoints)
-            log.write_csv()
-    log.write_csv()
-    rows_all = log.read()
-    (run_dir / "plots").mkdir(exist_ok=True)
-    root_rows = [dict(r, **eval_columns(evals, r["round"])) for r in rows_all
-                 if r["node"] == root.path]
-    plots = [plot_losses(root_rows, run_dir / "plots" / "loss.png")]
-    if summary is None:
-        summary = rec.readrun_summary(run_dir)
-    return HierarchyResult(run_dir=run_dir, rows=rows_all, evals=evals, summary=summary,
+    loop = driver.RoundLoop(config, run_dir, main=main, echo=echo, desc="root rounds",
+                            logger_config=record)
+    try:
+        for r in loop:
+            shared.root_round = r + 1  # attention records name the rounds done, as rows do
+            t0 = time.perf_counter()
+            try:
+                for _ in range(inner):
+                    root.run_round()
+            except NonFiniteLossError as e:
+                raise loop.nonfinite(e) from None
+            seconds = time.perf_counter() - t0
+            rows = [node_row(n, r + 1, hier.method, seconds if n is root else None)
+                    for n in nodes.values()]
+            rows = [row for row in rows if row is not None]
+            totals["client_updates"] += rows[0].clients
+            totals["seconds"] += seconds
+            new: list[rec.EvalRecord] = []
+            if loop.eval_due(r):
+                new = evaluate_leaves(plan, root, hier.method, eval_model, scratch, held_out,
+                                      config, r)
+                evals.extend(new)
+            summary = run_summary(hier.method, r + 1, root, totals, evals, nodes, model, keys)
+            if main:
+                rec.append_jsonl(log.jsonl, rows)
+                rec.append_jsonl(run_path / rec.ATTENTION_FILE, attention_buffer)
+                if new:
+                    rec.append_jsonl(run_path / rec.EVAL_FILE, new)
+                    loop.say(f"round {r + 1}: eval loss {new[-1].loss:.4f}, ppl "
+                             f"{new[-1].ppl:.2f} (mean over {len(new) - 1} leaf federations)")
+                loop.log({**rec.to_json(rows[0]), **eval_columns(evals, r + 1)})
+                rec.write_json(run_path / rec.SUMMARY_FILE, rec.to_json(summary))
+            attention_buffer.clear()
+            if loop.checkpoint_due(r):
+                if main:
+                    loop.save({"round": r + 1, "model_args": args, "config": record,
+                               "datasets": identity,
+                               "hierarchy": {"nodes": {p: n.state_dict()
+                                                       for p, n in nodes.items()},
+                                             "totals": totals}})
+                    log.write_csv()
+                be.barrier()
+    finally:
+        loop.close()
+    plots: list[Path] = []
+    rows_all: list[dict[str, Any]] = []
+    if main:
+        log.write_csv()
+        rows_all = log.read()
+        (run_path / "plots").mkdir(exist_ok=True)
+        root_rows = [dict(r, **eval_columns(evals, r["round"])) for r in rows_all
+                     if r["node"] == root.path]
+        title = f"{run_path.name}: {hier.method}, {config.rounds} root rounds"
+        plots.append(plot_losses(root_rows, run_path / "plots" / "loss.png", title=title))
+        if summary is None:
+            summary = rec.read_summary(run_path)
+    be.barrier()
+    if summary is None:  # another rank, nothing left to run
+        summary = run_summary(hier.method, config.rounds, root, totals, evals, nodes, model,
+                              keys)
+    return HierarchyResult(run_dir=run_path, rows=rows_all, evals=evals, summary=summary,
                            root=root, plots=plots)
 
 
-def _write_yaml(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
+def _build(plan: Any, config: TrainConfig, hier: HierarchyConfig, shared: Shared,
+           init: dict[str, Any], strategy: Strategy | None) -> tuple[FedNode, dict[str, Any]]:
+    """``build_nodes``, with a strategy given from Python as every node's base strategy."""
+    if strategy is None:
+        return build_nodes(plan, config, hier, shared, init)
+    if "strategy" not in inspect.signature(build_nodes).parameters:
+        raise ConfigError("run(strategy=...) for a hierarchical run needs build_nodes(..., "
+                          "strategy=) in fl/hierarchy/build.py, which this version lacks")
+    return build_nodes(plan, config, hier, shared, init, strategy=strategy)
 
 
-def _progress(rounds: range, enabled: bool) -> Any:
-    if not enabled:
-        return rounds
-    from tqdm import tqdm
+def cohort_notes(root: FedNode) -> list[str]:
+    """A node whose cohort_size exceeds its children: valid, but it takes all of them."""
+    out = []
+    for n in root.walk():
+        children = len(n.clients) if n.is_leaf else len(n.children)
+        size = n.settings.cohort_size
+        if size < ALL_CHILDREN and size > children:
+            kind = "clients" if n.is_leaf else "sub-federations"
+            out.append(f"node {n.path!r}: cohort_size {size} > its {children} {kind}: every "
+                       f"round uses all {children} (metrics column 'clients')")
+    return out
 
-    return tqdm(rounds, desc="root rounds", unit="round", initial=rounds.start,
-                total=rounds.stop, dynamic_ncols=True)
 
-
-def run_cli(config: TrainConfig, *, backend: str = "sequential", resume: bool = False) -> int:
+def run_cli(config: TrainConfig, *, backend: BackendName = "sequential", resume: bool = False,
+            allow_dataset_change: bool = False, overwrite: bool = False) -> int:
     """``fedgroups train`` for a config with a ``hierarchy:`` section; returns the exit code."""
     import sys
 
-    from fedgroups.errors import FedGroupsError
+    def train() -> HierarchyResult:
+        return run(config, resume=resume, backend=backend, overwrite=overwrite,
+                   allow_dataset_change=allow_dataset_change,
+                   echo=lambda m: print(m, file=sys.stderr))
 
-    if backend != "sequential":
-        print("fedgroups train: error: a hierarchical run uses --backend sequential",
-              file=sys.stderr)
-        return 2
-    try:
-        result = run(config, resume=resume, echo=lambda m: print(m, file=sys.stderr))
-    except NonFiniteLossError as e:
-        print(f"fedgroups train: {e}", file=sys.stderr)
-        return 1
-    except (FedGroupsError, FileNotFoundError) as e:
-        print(f"fedgroups train: error: {e}", file=sys.stderr)
-        return 2
-    print(summary_table(result.summary))
-    print(f"metrics: {result.run_dir / 'metrics.csv'}  eval: {result.run_dir / rec.EVAL_FILE}")
-    for p in result.plots:
-        print(f"plot:    {p}")
-    return 0
+    def report(result: HierarchyResult) -> None:
+        if not result.rows:  # not rank 0
+            return
+        print(summary_table(result.summary))
+        print(f"metrics: {result.run_dir / 'metrics.csv'}  eval: "
+              f"{result.run_dir / rec.EVAL_FILE}")
+        for p in result.plots:
+            print(f"plot:    {p}")
 
+    return driver.exit_code(train, report, Path(config.output_dir))

@@ -1,0 +1,428 @@
+"""What every training run does around its rounds, flat (``simulation.py``) or tree
+(``hierarchy/runner.py``): one copy, so the two cannot drift.
+
+In order of a run: the light checks that need no torch (config, optional dependencies, the
+run folder, resume compatibility: :func:`check_before_start`), the plug-in checks
+(:func:`resolve_strategy`), settings (:func:`apply_run_settings`), the run folder
+(:func:`open_run_dir`: resume point, recorded config, checkpoint, dataset identity, only
+then the first write), the tokenizer, the round loop's shared parts (:class:`RoundLoop`:
+progress bar, loggers, checkpoint and eval cadence, non-finite loss) and the command's exit
+codes (:func:`exit_code`).
+
+Rounds are counted as people read them: the ``round`` of every record and line is the
+number of rounds completed (1 after the first round), as checkpoints ``round_NNNNNN``.
+Internal seeding keeps its 0-based index.  Module import stays light (no torch).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedgroups.fl.errors import CheckpointError, ConfigError, NonFiniteLossError, RunDirError
+
+# Settings a --resume may change: they steer when things happen and how a run is shown,
+# never what is trained (docs/training.md, "Resuming").
+SAFE_ON_RESUME = ("output_dir", "rounds", "eval.every", "eval.batch_size",
+                  "personalization.every", "run.*")
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "checkpoints")
+JSONL_RECORDS = ("metrics.jsonl", "personalization.jsonl", "eval.jsonl", "attention.jsonl")
+
+
+# --- checks before anything is written -------------------------------------------------
+
+
+def check_output_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """The run folder can be used as asked (it is not a file; --resume names a folder)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"output_dir {run_dir} is a file, not a directory; choose another "
+                          "output_dir")
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite exclude each other")
+    if resume and not run_dir.exists():
+        raise RunDirError(f"--resume {run_dir}: the folder does not exist")
+    if overwrite and not resume and run_dir.exists() and any(run_dir.iterdir()) \
+            and not any((run_dir / m).exists() for m in RUN_MARKERS):
+        raise RunDirError(f"--overwrite: {run_dir} is not a run directory; remove it yourself "
+                          "if that is intended")
+
+
+def _available(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _uses_privacy(hierarchy: Mapping[str, Any] | None) -> bool:
+    if not hierarchy:
+        return False
+    layers = [*(hierarchy.get("level_settings") or ()), *(hierarchy.get("nodes") or ()),
+              *(hierarchy.get("node_settings") or {}).values()]
+    return any(isinstance(s, Mapping) and s.get("privacy") is not None for s in layers)
+
+
+def needed_extras(config: Any) -> list[tuple[str, str, str]]:
+    """(module, what needs it, the install command) of each optional dependency ``config`` uses."""
+    out = []
+    if _uses_privacy(config.hierarchy):
+        out.append(("dp_accounting", "hierarchy privacy (its epsilon accountant)",
+                    "pip install 'fedgroups[privacy]'"))
+    if "tensorboard" in config.run.loggers:
+        out.append(("tensorboard", "run.loggers: tensorboard", "pip install 'fedgroups[loggers]'"))
+    if "wandb" in config.run.loggers:
+        out.append(("wandb", "run.loggers: wandb", "pip install wandb"))
+    factory = config.model.factory
+    if isinstance(factory, str) and factory.split(".")[0].split(":")[0] == "transformers":
+        out.append(("transformers", f"model.factory {factory}",
+                    "pip install 'fedgroups[hf-models]'"))
+    tok = config.tokenizer.path
+    if tok is not None and Path(tok).is_dir() and not (Path(tok) / "tokenizer.json").is_file():
+        out.append(("transformers", f"tokenizer.path {tok} (a folder without tokenizer.json)",
+                    "pip install 'fedgroups[hf-models]'"))
+    return out
+
+
+def check_optional_dependencies(config: Any) -> None:
+    """One line naming the extra to install, before any work (not after a round)."""
+    for module, what, install in needed_extras(config):
+        if not _available(module):
+            raise ConfigError(f"{what} needs the {module.replace('_', '-')} package, which is "
+                              f"not installed: {install}")
+
+
+def check_before_start(config: Any, *, resume: bool, overwrite: bool = False) -> None:
+    """Every check that needs no torch: run folder, hierarchy section, optional packages."""
+    run_dir = Path(config.output_dir)
+    check_output_dir(run_dir, resume=resume, overwrite=overwrite)
+    if config.hierarchy is not None:
+        from fedgroups.fl.hierarchy.config import parse_hierarchy
+
+        parse_hierarchy(config.hierarchy)
+    check_optional_dependencies(config)
+
+
+def resolve_strategy(config: Any, strategy: Any, model_factory: Any) -> Any:
+    """The run's strategy (the one given, else the config's, which checks its plug-ins),
+    after checking that ``model.factory`` imports."""
+    from fedgroups.fl.plugins import load_callable
+    from fedgroups.fl.strategy import strategy_from_config
+
+    if model_factory is None and config.model.factory is not None:
+        load_callable(config.model.factory, "model.factory")
+    return strategy_from_config(config) if strategy is None else strategy
+
+
+# --- the recorded config and what a resume may change ---------------------------------
+
+
+def _qualname(obj: Any) -> str:
+    target = obj.func if hasattr(obj, "func") and hasattr(obj, "keywords") else obj
+    if not callable(target) or not hasattr(target, "__qualname__"):
+        target = type(target)
+    return f"{getattr(target, '__module__', '?')}:{target.__qualname__}"
+
+
+def describe_strategy(strategy: Any) -> str:
+    """A Python-given strategy, by the qualified names of its pieces (recorded in config.yaml)."""
+    parts = [f"local_update={_qualname(strategy.local_update)}",
+             "weighting=" + (strategy.weighting if isinstance(strategy.weighting, str)
+                             else _qualname(strategy.weighting)),
+             "processors=[" + ", ".join(_qualname(p) for p in strategy.processors) + "]",
+             f"aggregator={_qualname(strategy.aggregator)}",
+             f"server={_qualname(strategy.server)}"]
+    return f"{_qualname(strategy)}({'; '.join(parts)})"
+
+
+def config_record(config_dict: dict[str, Any], strategy: Any = None) -> dict[str, Any]:
+    """What ``config.yaml`` holds: the resolved config; a strategy given from Python replaces
+    the ``strategy`` section by ``{injected: <its description>}``."""
+    out = dict(config_dict)
+    if strategy is not None:
+        out["strategy"] = {"injected": describe_strategy(strategy)}
+    return out
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, Mapping) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def _safe(setting: str) -> bool:
+    return any(fnmatch.fnmatchcase(setting, p) for p in SAFE_ON_RESUME)
+
+
+def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(setting, recorded, now) for each setting that differs (a setting the record lacks,
+    from an older fedgroups, is not a change)."""
+    old, new = _flatten(saved), _flatten(now)
+    return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+            if k in old and old.get(k) != new.get(k)]
+
+
+def check_resume_config(run_dir: Path, saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Refuse a resume that would change what is trained (one line, every such setting)."""
+    was, is_ = (saved.get("strategy") or {}), (now.get("strategy") or {})
+    if "injected" in was or "injected" in is_:
+        if was.get("injected") != is_.get("injected"):
+            old = was.get("injected") or "the config's algorithm/strategy sections"
+            new = is_.get("injected") or "the config's algorithm/strategy sections"
+            raise ConfigError(f"--resume {run_dir}: the run was trained with strategy {old}; "
+                              f"this resume would use {new}: resume with the run's strategy")
+    bad = [c for c in config_changes(saved, now) if not _safe(c[0])]
+    if bad:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in bad)
+        raise ConfigError(f"--resume {run_dir}: cannot change {listed} (a resume may change "
+                          f"only {', '.join(SAFE_ON_RESUME)}); start a new run for other settings")
+
+
+def read_recorded_config(run_dir: Path) -> dict[str, Any] | None:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    return data if isinstance(data, dict) else None
+
+
+def write_yaml(path: Path, data: Mapping[str, Any]) -> None:
+    import yaml
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(dict(data), sort_keys=False))
+    tmp.replace(path)
+
+
+# --- the run folder -------------------------------------------------------------------
+
+
+@dataclass
+class RunDir:
+    """The run folder of one run: where it resumes from (``start`` rounds done)."""
+
+    path: Path
+    checkpoint: Path | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # the loaded checkpoint
+
+    @property
+    def start(self) -> int:
+        return int(self.state.get("round", 0))
+
+
+def clear_old_run(run_dir: Path) -> None:
+    """``--overwrite``: remove an earlier run (checked to be one by :func:`check_output_dir`)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+
+
+def open_run_dir(run_dir: Path, *, resume: bool, record: Mapping[str, Any]) -> RunDir:
+    """The resume point, after checking the recorded config against ``record``; writes nothing."""
+    from fedgroups.fl.checkpoint import load_checkpoint, resume_point
+
+    ckpt = resume_point(run_dir, resume, (run_dir / "metrics.jsonl").exists())
+    if ckpt is None:
+        return RunDir(path=run_dir)
+    saved = read_recorded_config(run_dir)
+    if saved is not None:
+        check_resume_config(run_dir, saved, record)
+    return RunDir(path=run_dir, checkpoint=ckpt, state=load_checkpoint(ckpt))
+
+
+def dataset_identity(sources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{name: {path, index_sha256}}`` of every dataset a run reads (saved in checkpoints)."""
+    return {name: {"path": path, "index_sha256": digest}
+            for name, (path, digest) in sources.items()}
+
+
+def check_datasets(saved: Mapping[str, Any] | None, now: Mapping[str, Any], ckpt: Path,
+                   allow_change: bool) -> None:
+    """Refuse to resume on other data than the checkpoint's, unless allowed."""
+    if allow_change or not saved:
+        return
+    for name, was in saved.items():
+        is_ = now.get(name)
+        if is_ is None or was.get("index_sha256") is None or is_["index_sha256"] is None \
+                or was["index_sha256"] == is_["index_sha256"]:
+            continue
+        raise CheckpointError(
+            f"--resume: checkpoint {ckpt} was trained on dataset {was['path']!r} (group index "
+            f"sha256 {was['index_sha256'][:12]}...), but {name} {is_['path']!r} now holds "
+            f"another dataset (index {is_['index_sha256'][:12]}...); resume on the original "
+            "data, or pass --allow-dataset-change to continue on this one")
+
+
+def repair_jsonl(path: Path) -> int:
+    """Cut a last line a crash left unfinished; return the bytes dropped (0: none)."""
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data:
+        return 0
+    start = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the last line begins
+    try:
+        json.loads(data[start:])
+    except ValueError:
+        path.write_bytes(data[:start])
+        return len(data) - start
+    if not data.endswith(b"\n"):  # whole, only its newline missing
+        path.write_bytes(data + b"\n")
+    return 0
+
+
+def _truncate_jsonl(path: Path, done: int) -> None:
+    """Keep the rows of rounds ``<= done`` (the rounds a checkpoint has)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["round"] <= done]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    tmp.replace(path)
+
+
+def rewind_records(run_dir: Path, done: int, echo: Callable[[str], None]) -> None:
+    """Resuming after ``done`` rounds: repair and cut every record file to those rounds."""
+    for name in JSONL_RECORDS:
+        dropped = repair_jsonl(run_dir / name)
+        if dropped:
+            echo(f"{name}: dropped an incomplete last line ({dropped} bytes)")
+        _truncate_jsonl(run_dir / name, done)
+
+
+def prepare_run_tokenizer(config: Any, source: Any, run_dir: Path, resume: bool) -> Any:
+    """The tokenizer in ``run_dir``: kept on a resume (its settings are checked with the
+    config), made anew on a fresh start (a failed start may have left one)."""
+    from fedgroups.fl.tokenizer import prepare_tokenizer
+
+    return prepare_tokenizer(config.tokenizer, source, config.data.text_column, run_dir,
+                             config.seed, reuse=resume)
+
+
+# --- the round loop -------------------------------------------------------------------
+
+
+def apply_run_settings(run_cfg: Any) -> Any:
+    """Threads, deterministic algorithms; returns the torch device."""
+    import torch
+
+    if run_cfg.threads is not None:
+        torch.set_num_threads(run_cfg.threads)
+    if run_cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    return torch.device(run_cfg.device)
+
+
+def progress_wanted(run_cfg: Any) -> bool:
+    """``run.progress: false`` (or --quiet) draws none; otherwise only on a terminal."""
+    from fedgroups.terminal import progress_enabled
+
+    return progress_enabled(None if run_cfg.progress else False)
+
+
+class RoundLoop:
+    """Rounds ``start .. config.rounds - 1`` (0-based ``r``) with what both runners share."""
+
+    def __init__(self, config: Any, run_dir: RunDir, *, main: bool, echo: Callable[[str], None],
+                 desc: str, logger_config: Mapping[str, Any]) -> None:
+        from fedgroups.fl.loggers import make_loggers
+
+        self.config, self.run_dir, self.main = config, run_dir, main
+        rounds = range(run_dir.start, config.rounds)
+        self.bar: Any = rounds
+        if main and progress_wanted(config.run):
+            from tqdm import tqdm
+
+            self.bar = tqdm(rounds, desc=desc, unit="round", initial=rounds.start,
+                            total=rounds.stop, dynamic_ncols=True)
+        self.say = self.bar.write if hasattr(self.bar, "write") else echo  # above the bar
+        self.last_good = run_dir.checkpoint
+        resumed = run_dir.checkpoint is not None
+        self.loggers = (make_loggers(config.run.loggers, run_dir.path, logger_config, resumed,
+                                     purge_step=run_dir.start + 1 if resumed else None)
+                        if main else [])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.bar)
+
+    def eval_due(self, r: int) -> bool:
+        every = self.config.eval.every
+        return r + 1 == self.config.rounds or bool(every and (r + 1) % every == 0)
+
+    def checkpoint_due(self, r: int) -> bool:
+        return r + 1 == self.config.rounds or (r + 1) % self.config.run.checkpoint_every == 0
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """A row for the loggers (step: its ``round``) and the progress bar."""
+        for lg in self.loggers:
+            lg.log(row)
+        if hasattr(self.bar, "set_postfix"):
+            self.bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                                 tok_s=f"{row['tokens_per_s']:.0f}")
+
+    def save(self, state: dict[str, Any]) -> Path:
+        from fedgroups.fl.checkpoint import save_checkpoint
+
+        self.last_good = save_checkpoint(self.run_dir.path, state,
+                                         self.config.run.keep_checkpoints)
+        return self.last_good
+
+    def nonfinite(self, e: NonFiniteLossError) -> NonFiniteLossError:
+        kept = (f"last good checkpoint: {self.last_good}" if self.last_good
+                else "no checkpoint was saved")
+        return NonFiniteLossError(
+            f"{e}; stopping. {kept}. Lower client.lr / server.lr or set client.grad_clip_norm, "
+            "then resume from the checkpoint.")
+
+    def close(self) -> None:
+        for lg in self.loggers:
+            lg.close()
+        if hasattr(self.bar, "close"):
+            self.bar.close()
+
+
+# --- the command ----------------------------------------------------------------------
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What an interrupted run left behind, and the command to continue it."""
+    found = sorted((run_dir / "checkpoints").glob("round_*.pt"))
+    if not found:
+        return f"No checkpoint was written yet in {run_dir}; start the run again."
+    return (f"The latest checkpoint is {found[-1]}; continue with: "
+            f"fedgroups train --resume {run_dir}")
+
+
+def exit_code(train: Callable[[], Any], report: Callable[[Any], None], run_dir: Path) -> int:
+    """``fedgroups train``'s exit code: 0 done, 1 non-finite loss, 2 a user mistake, 130 ^C."""
+    from fedgroups.errors import FedGroupsError
+
+    try:
+        result = train()
+    except KeyboardInterrupt:
+        print(f"fedgroups train: interrupted. {resume_hint(run_dir)}", file=sys.stderr)
+        return 130
+    except NonFiniteLossError as e:
+        print(f"fedgroups train: {e}", file=sys.stderr)
+        return 1
+    except (FedGroupsError, FileNotFoundError) as e:
+        print(f"fedgroups train: error: {e}", file=sys.stderr)
+        return 2
+    report(result)
+    return 0
