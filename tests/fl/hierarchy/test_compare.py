@@ -20,7 +20,8 @@ LEAVES = ["world/romance/es", "world/romance/fr", "world/slavic/ru"]
 def fake_run(root: Path, name: str, method: str, *, ppl: dict[str, float], seed: int = 0,
              rounds: int = 2, planned: int = 2, steps: int = 400, tokens: int = 50_000,
              epsilon: float | None = None, attention: bool = False) -> Path:
-    """A run directory as the runner writes it: config, tree, metrics, eval, summary."""
+    """A run directory as the runner writes it: config, tree, metrics, eval, summary.
+    Rounds as recorded: rounds completed, from 1."""
     run = root / name
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(
@@ -43,7 +44,7 @@ def fake_run(root: Path, name: str, method: str, *, ppl: dict[str, float], seed:
     metrics, evals, attn = [], [], []
     for r in range(rounds):
         metrics.append(rec.NodeRoundRecord(
-            method=method, round=r, node="world", level=0, kind="root", inner_rounds=1,
+            method=method, round=r + 1, node="world", level=0, kind="root", inner_rounds=1,
             train_loss=5.0 - r, clients=8, skipped=0, tokens=tokens // rounds, examples=100,
             steps=steps // rounds, cum_tokens=tokens * (r + 1) // rounds,
             cum_steps=steps * (r + 1) // rounds, server_lr=1.0, dp_epsilon=epsilon,
@@ -51,23 +52,23 @@ def fake_run(root: Path, name: str, method: str, *, ppl: dict[str, float], seed:
         scale = 1.0 + (rounds - 1 - r) * 0.5  # perplexity falls to ``ppl`` at the last round
         for leaf in LEAVES:
             p = ppl[leaf] * scale
-            evals.append(rec.EvalRecord(method=method, round=r, federation=leaf, level=2,
+            evals.append(rec.EvalRecord(method=method, round=r + 1, federation=leaf, level=2,
                                         loss=math.log(p), ppl=p, tokens=1000, clients=2,
                                         dp_epsilon=epsilon if leaf.endswith("ru") else None))
         mean = sum(math.log(ppl[leaf] * scale) for leaf in LEAVES) / len(LEAVES)
-        evals.append(rec.EvalRecord(method=method, round=r, federation=rec.MEAN_FEDERATION,
+        evals.append(rec.EvalRecord(method=method, round=r + 1, federation=rec.MEAN_FEDERATION,
                                     level=-1, loss=mean, ppl=math.exp(mean), tokens=3000,
                                     clients=6))
         if attention:
             self_w = 0.5 + 0.2 * r
             attn.append(rec.AttentionRecord(
-                method=method, round=r, node_round=0, node="world/romance", level=1,
+                method=method, round=r + 1, node_round=0, node="world/romance", level=1,
                 rows=["world/romance/es", "world/romance/fr"],
                 columns=["world/romance/es", "world/romance/fr", "world/slavic/ru"],
                 residual=[False, False, True],
                 matrix=[[self_w, 0.9 - self_w, 0.1], [0.9 - self_w, self_w, 0.1]], tau=0.1))
             attn.append(rec.AttentionRecord(
-                method=method, round=r, node_round=0, node="world", level=0,
+                method=method, round=r + 1, node_round=0, node="world", level=0,
                 rows=["world/romance", "world/slavic"],
                 columns=["world/romance", "world/slavic"], residual=[False, False],
                 matrix=[[0.7, 0.3], [0.4, 0.6]], tau=0.1))
@@ -140,19 +141,21 @@ def test_compare_after_a_given_round(tmp_path: Path) -> None:
     """--round N: the evaluation after round N, tokens and steps up to it; a run that goes
     on past N (unfinished) is fine, one that has not reached N, or not evaluated, is not."""
     done = fake_run(tmp_path, "done", "fl", ppl=PPL["fl"], rounds=3, planned=3)
-    going = fake_run(tmp_path, "going", "worldlm", ppl=PPL["worldlm"], rounds=3, planned=9)
+    going = fake_run(tmp_path, "going", "worldlm", ppl=PPL["worldlm"], rounds=3, planned=3)
+    config = going / "config.yaml"
+    config.write_text(config.read_text().replace("rounds: 3", "rounds: 9"))  # goes on
     result = compare([done, going], tmp_path / "cmp", at_round=2, plots=False)
     fl, w = result["rows"]
     assert fl.ppl["world/slavic/ru"].mean == pytest.approx(60.0 * 1.5)  # round 2 of 3
     assert w.ppl["world/slavic/ru"].mean == pytest.approx(41.0 * 1.5)
     assert fl.tokens.mean == 50_000 * 2 // 3 and fl.steps.mean == 400 * 2 // 3
-    assert result["notes"][0].startswith("compared after root round 2")
+    assert result["notes"][0].startswith("compared after round 2")
     with pytest.raises(RunDirError, match="fewer than --round 4"):
         load_run(done, at_round=4)
     with pytest.raises(RunDirError, match="unfinished"):
         load_run(going)
     lines = [ln for ln in (done / rec.EVAL_FILE).read_text().splitlines()
-             if '"round": 1' not in ln]
+             if '"round": 2,' not in ln]
     (done / rec.EVAL_FILE).write_text("\n".join(lines) + "\n")
     with pytest.raises(RunDirError, match=r"no evaluation after round 2; it evaluated after "
                                           r"rounds \[1, 3\]"):
@@ -162,7 +165,7 @@ def test_compare_after_a_given_round(tmp_path: Path) -> None:
 def test_attention_trace_follows_self_weight_and_residual_mass(tmp_path: Path) -> None:
     run = load_run(fake_run(tmp_path, "w", "worldlm", ppl=PPL["worldlm"], attention=True))
     trace = attention_trace(run.attention)
-    assert [p[0] for p in trace["world/romance"]] == [0.0, 1.0]
+    assert [p[0] for p in trace["world/romance"]] == [1.0, 2.0]  # rounds completed
     assert [round(p[1], 6) for p in trace["world/romance"]] == [0.5, 0.7]
     assert [round(p[2], 6) for p in trace["world/romance"]] == [0.1, 0.1]
     assert [round(p[2], 6) for p in trace["world"]] == [0.0, 0.0]
@@ -174,9 +177,9 @@ def test_bad_run_directories_get_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="not a directory"):
         load_run(tmp_path / "file")
-    (tmp_path / "flat").mkdir()
-    with pytest.raises(RunDirError, match="not a hierarchical run"):
-        load_run(tmp_path / "flat")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="not a run directory"):
+        load_run(tmp_path / "empty")
     half = fake_run(tmp_path, "half", "worldlm", ppl=PPL["worldlm"], rounds=1, planned=4)
     with pytest.raises(RunDirError, match="unfinished, 1 of 4 rounds done.*--partial"):
         load_run(half)

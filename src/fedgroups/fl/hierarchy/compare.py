@@ -1,55 +1,182 @@
-"""``fedgroups compare RUN...``: hierarchical runs side by side, as one table and PNGs.
+"""``fedgroups compare RUN...``: runs side by side, as tables and PNGs.
 
-Each run directory is read and summarised by ``results.py``.
-Runs of the same method (seeds) make one row: each number is their mean, with the range
-(min–max) over runs beside it. The table has, per method, the perplexity of each leaf
-federation's model on its own held-out groups at the last evaluation, their token-weighted
-mean, the training tokens and client steps (equal compute means equal columns here), and ε
-where differential privacy ran. It is printed, and written as ``compare.md`` and
-``compare.csv`` beside the plots (``plots.py``).
+Each run directory, hierarchical or flat, is read and summarised by ``results.py``.
+Folders that are not runs (no ``config.yaml``, no ``metrics.jsonl``: a glob also matches
+the comparison's own output folder) are skipped and named.
+
+Runs are one **experiment** when their resolved configs agree except in the method
+(``hierarchy.method``; a flat run's ``algorithm`` section and server lr schedule), the
+seed, ``output_dir`` and settings that do not change results (:data:`IGNORED`); and on
+the dataset's index checksum where the runs record one. Each experiment gets its own table,
+headed by the settings that set it apart from the others, and its own PNGs. Within one, the
+runs of one method (seeds) make one row: each number is their mean, with the range
+(min–max) over runs beside it. A row has the perplexity of each leaf federation's model on
+its own held-out groups (flat runs: of the global model on each eval dataset) at the last
+evaluation, their mean, the median personalized loss before and after fine-tuning where
+personalization ran, the training tokens and client steps (equal compute means equal
+columns here), and ε where differential privacy ran. Everything printed is also written as
+``compare.md``, and the numbers as ``compare.csv``, beside the plots (``plots.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedgroups.fl.hierarchy.results import (  # noqa: F401  (RunDirError, load_run: API)
+from fedgroups.fl.hierarchy.results import (
+    Cell,
     Row,
     Run,
     RunDirError,
+    is_run_dir,
     load_run,
     make_rows,
     short_name,
 )
 
+# Settings that do not change a run's results: never a reason to keep runs apart.
+IGNORED = frozenset({"output_dir", "seed", "run.progress", "run.loggers",
+                     "run.checkpoint_every", "run.keep_checkpoints", "run.threads",
+                     "run.client_threads"})
+# Settings that make the method: runs that differ only here are compared as rows.
+METHOD_PREFIXES = ("hierarchy.method", "algorithm.", "server.schedule.")
+# Differing settings named in the printed header of an experiment (all in compare.md).
+_SHOWN_SETTINGS = 8
+
+
+# --- experiments ----------------------------------------------------------------------------
+
+def flat_settings(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config as ``{"a.b.c": json value}`` (lists and empty sections as values)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flat_settings(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True, default=str)
+    return out
+
+
+def is_method_setting(name: str) -> bool:
+    return any(name == p or name.startswith(p) for p in METHOD_PREFIXES)
+
+
+def experiment_settings(run: Run) -> dict[str, str]:
+    """What must agree for two runs to be one experiment."""
+    settings = {k: v for k, v in flat_settings(run.config).items()
+                if k not in IGNORED and not is_method_setting(k)}
+    settings["kind"] = json.dumps(run.kind)
+    digest = index_digest(run)
+    if digest is not None:
+        settings["data.index_sha256"] = json.dumps(digest)
+    return settings
+
+
+def index_digest(run: Run) -> str | None:
+    """The dataset index checksum the run recorded (config or summary), if any."""
+    data = run.config.get("data") or {}
+    extra = run.summary.extra
+    found = (data.get("index_sha256") if isinstance(data, dict) else None) \
+        or (extra.get("dataset") or {}).get("index_sha256") or extra.get("index_sha256")
+    return None if found is None else str(found)
+
+
+def method_labels(runs: Sequence[Run]) -> list[str]:
+    """Each run's row label: its method, plus the method settings that differ between runs
+    of the same method (``fedavg schedule.name=warmup_cosine``)."""
+    settings = [{k: v for k, v in flat_settings(r.config).items()
+                 if is_method_setting(k) and k not in ("hierarchy.method", "algorithm.name")}
+                for r in runs]
+    labels = []
+    for run, own in zip(runs, settings):
+        peers = [s for r, s in zip(runs, settings) if r.method == run.method]
+        varying = sorted(k for k in {k for s in peers for k in s}
+                         if len({s.get(k) for s in peers}) > 1)
+        extra = [f"{k.split('.', 1)[-1]}={_plain(own.get(k))}" for k in varying]
+        labels.append(" ".join([run.method, *extra]))
+    return labels
+
+
+def _plain(value: str | None) -> str:
+    if value is None:
+        return "(unset)"
+    loaded = json.loads(value)
+    return loaded if isinstance(loaded, str) else value
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Runs that differ only in method and seed, their table rows and what sets them apart
+    from the other experiments of the comparison."""
+
+    runs: list[Run]
+    rows: list[Row]
+    leaves: list[str]
+    differs: dict[str, str]  # setting -> this experiment's value (empty for one experiment)
+
+
+def group_experiments(runs: Sequence[Run]) -> list[Experiment]:
+    """Split runs into experiments (in the order first given) and label their methods."""
+    signatures = [experiment_settings(r) for r in runs]
+    if any(index_digest(r) is None for r in runs):  # compare by data.path alone
+        for s in signatures:
+            s.pop("data.index_sha256", None)
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(signatures):
+        groups.setdefault(json.dumps(s, sort_keys=True), []).append(i)
+    firsts = [signatures[idx[0]] for idx in groups.values()]
+    keys = sorted({k for s in firsts for k in s})
+    differing = [k for k in keys if len({s.get(k) for s in firsts}) > 1]
+    out = []
+    for idx, first in zip(groups.values(), firsts):
+        members = [runs[i] for i in idx]
+        labelled = [dataclasses.replace(r, method=label)
+                    for r, label in zip(members, method_labels(members))]
+        rows, leaves = make_rows(labelled)
+        out.append(Experiment(runs=labelled, rows=rows, leaves=leaves,
+                              differs={k: _plain(first.get(k)) for k in differing}))
+    return out
+
+
 # --- the table ------------------------------------------------------------------------------
 
-def header(leaves: Sequence[str], with_eps: bool) -> list[str]:
+def header(leaves: Sequence[str], with_eps: bool, with_pers: bool = False) -> list[str]:
     names = [short_name(leaf) for leaf in leaves]
     if len(set(names)) < len(names):  # two leaves share a name: keep their paths
         names = list(leaves)
-    cols = ["method", "runs", *names, "mean ppl", "tokens", "client steps"]
+    cols = ["method", "runs", *names, "mean ppl"]
+    cols += ["pers. loss p50 before", "after"] if with_pers else []
+    cols += ["tokens", "client steps"]
     return cols + (["ε"] if with_eps else [])
+
+
+def _text(cell: Cell | None, digits: int = 2) -> str:
+    return cell.text(digits) if cell else "–"
 
 
 def table_rows(rows: Sequence[Row], leaves: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """The table as text cells (ranges over runs in brackets)."""
     with_eps = any(r.epsilon is not None for r in rows)
+    with_pers = any(r.pers_post is not None for r in rows)
     body = []
     for r in rows:
         cells = [r.method, str(len(r.runs))]
-        cells += [c.text() if c else "–" for c in (r.ppl[leaf] for leaf in leaves)]
-        cells += [r.mean_ppl.text() if r.mean_ppl else "–",
-                  r.tokens.text(0) if r.tokens else "–",
-                  r.steps.text(0) if r.steps else "–"]
+        cells += [_text(r.ppl[leaf]) for leaf in leaves]
+        cells.append(_text(r.mean_ppl))
+        if with_pers:
+            cells += [_text(r.pers_pre, 3), _text(r.pers_post, 3)]
+        cells += [_text(r.tokens, 0), _text(r.steps, 0)]
         if with_eps:
-            cells.append(r.epsilon.text() if r.epsilon else "–")
+            cells.append(_text(r.epsilon))
         body.append(cells)
-    return header(leaves, with_eps), body
+    return header(leaves, with_eps, with_pers), body
 
 
 def markdown(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -59,24 +186,30 @@ def markdown(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(rows: Sequence[Row], leaves: Sequence[str], path: Path) -> None:
-    """Machine-readable: one line per method, means and ranges in separate columns."""
-    fields = ["method", "runs"]
-    for name in [*leaves, "mean_ppl", "mean_loss", "tokens", "steps", "epsilon"]:
+def write_csv(experiments: Sequence[Experiment], path: Path) -> None:
+    """Machine-readable: one line per (experiment, method), means and ranges in separate
+    columns; the leaf columns are the union over experiments."""
+    leaves = list(dict.fromkeys(leaf for e in experiments for leaf in e.leaves))
+    fields = ["experiment", "method", "runs"]
+    names = [*leaves, "mean_ppl", "mean_loss", "pers_pre_p50", "pers_post_p50", "tokens",
+             "steps", "epsilon"]
+    for name in names:
         fields += [name, f"{name}_min", f"{name}_max"]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(fields)
-        for r in rows:
-            line: list[Any] = [r.method, len(r.runs)]
-            for cell in [*(r.ppl[leaf] for leaf in leaves), r.mean_ppl, r.mean_loss,
-                         r.tokens, r.steps, r.epsilon]:
-                line += [cell.mean, cell.low, cell.high] if cell else ["", "", ""]
-            w.writerow(line)
+        for n, e in enumerate(experiments, 1):
+            for r in e.rows:
+                line: list[Any] = [n, r.method, len(r.runs)]
+                for cell in [*(r.ppl.get(leaf) for leaf in leaves), r.mean_ppl, r.mean_loss,
+                             r.pers_pre, r.pers_post, r.tokens, r.steps, r.epsilon]:
+                    line += [cell.mean, cell.low, cell.high] if cell else ["", "", ""]
+                w.writerow(line)
 
 
 def compute_notes(rows: Sequence[Row]) -> list[str]:
-    """Say whether the methods had equal compute, and which runs are unfinished."""
+    """Say whether the methods had equal compute, which runs are unfinished, and which
+    runs of a method share a seed (the same run twice?)."""
     notes = []
     steps = {r.method: r.steps.mean for r in rows if r.steps}
     tokens = {r.method: r.tokens.mean for r in rows if r.tokens}
@@ -90,61 +223,113 @@ def compute_notes(rows: Sequence[Row]) -> list[str]:
             notes.append(f"equal compute: {hi:,.0f} client steps, {thi:,.0f} tokens per run "
                          "(within 1%)")
     for r in rows:
+        seeds: dict[int | None, list[str]] = {}
         for run in r.runs:
+            seeds.setdefault(run.seed, []).append(str(run.path))
             if not run.finished:
                 notes.append(f"{run.path}: unfinished ({run.summary.rounds} of "
                              f"{run.rounds_planned} rounds)")
+        for seed, paths in seeds.items():
+            if len(paths) > 1:
+                notes.append(f"{r.method}: {', '.join(paths)} have the same seed {seed} "
+                             "(the same run twice?); each is counted")
     return notes
+
+
+def experiment_header(n: int, total: int, e: Experiment, limit: int | None) -> str:
+    paths = ", ".join(str(r.path) for r in e.runs)
+    items = [f"{k}={v}" for k, v in e.differs.items()]
+    shown = items if limit is None else items[:limit]
+    more = f" … and {len(items) - len(shown)} more (compare.md lists all)" \
+        if len(shown) < len(items) else ""
+    return (f"## experiment {n} of {total}: {len(e.runs)} run(s): {paths}\n"
+            f"settings that differ between the experiments: {', '.join(shown)}{more}\n")
 
 
 # --- the command ----------------------------------------------------------------------------
 
+def split_run_dirs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(runs, skipped): existing folders without a run's files are skipped; a missing path
+    or a file stays in ``runs`` so that load_run names the mistake."""
+    runs, skipped = [], []
+    for p in map(Path, paths):
+        (skipped if p.is_dir() and not is_run_dir(p) else runs).append(p)
+    return runs, skipped
+
+
 def compare(run_dirs: Sequence[str | Path], out: str | Path, *, partial: bool = False,
             plots: bool = True, at_round: int | None = None) -> dict[str, Any]:
     """Read the runs, write compare.md, compare.csv and the PNGs into ``out``; return what
-    was written and the Markdown table."""
+    was written, the text printed and the experiments."""
     if not run_dirs:
         raise RunDirError("give at least one run directory")
-    runs = [load_run(p, partial=partial, at_round=at_round) for p in run_dirs]
-    rows, leaves = make_rows(runs)
-    head, body = table_rows(rows, leaves)
-    notes = compute_notes(rows)
+    paths, skipped = split_run_dirs(run_dirs)
+    notes = [f"skipped {p}: not a run (no config.yaml or metrics.jsonl)" for p in skipped]
+    if not paths:
+        raise RunDirError(f"none of the {len(skipped)} folder(s) given is a run (no "
+                          "config.yaml or metrics.jsonl): give output_dirs of `fedgroups train`")
+    runs = [load_run(p, partial=partial, at_round=at_round) for p in paths]
+    experiments = group_experiments(runs)
     if at_round is not None:
-        notes.insert(0, f"compared after root round {at_round} (its evaluation, and tokens "
-                        "and client steps up to it)")
-    text = markdown(head, body)
+        notes.append(f"compared after round {at_round} (its evaluation, and tokens and "
+                     "client steps up to it)")
+    if len(experiments) > 1:
+        notes.append(f"the runs are {len(experiments)} experiments (their configs differ in "
+                     "more than method and seed): a table for each, never averaged together")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = out_dir / "compare.md"
-    md.write_text(text + "".join(f"\n{n}\n" for n in notes))
-    write_csv(rows, leaves, out_dir / "compare.csv")
-    written = [md, out_dir / "compare.csv"]
-    if plots:
-        from fedgroups.fl.hierarchy import plots as hplots
+    many = len(experiments) > 1
+    text = "".join(f"{note}\n" for note in notes)
+    md, tables, written = text, "", []
+    for n, e in enumerate(experiments, 1):
+        table = markdown(*table_rows(e.rows, e.leaves))
+        own = compute_notes(e.rows)
+        notes += [f"experiment {n}: {note}" for note in own] if many else own
+        body = table + "".join(f"{note}\n" for note in own)
+        if many:
+            head = experiment_header(n, len(experiments), e, _SHOWN_SETTINGS)
+            tables += f"\n{head}\n{table}"
+            text += f"\n{head}\n{body}"
+            md += f"\n{experiment_header(n, len(experiments), e, None)}\n{body}"
+        else:
+            tables, text, md = table, text + body, md + body
+        if plots:
+            from fedgroups.fl.hierarchy import plots as hplots
 
-        written += hplots.plot_all(rows, leaves, out_dir)
-    return {"table": text, "notes": notes, "files": written, "rows": rows, "leaves": leaves}
+            where = out_dir / f"experiment-{n}" if many else out_dir
+            where.mkdir(exist_ok=True)
+            written += hplots.plot_all(e.rows, e.leaves, where)
+    md_path, csv_path = out_dir / "compare.md", out_dir / "compare.csv"
+    md_path.write_text(md)
+    write_csv(experiments, csv_path)
+    return {"text": text, "table": tables.lstrip("\n"), "notes": notes,
+            "files": [md_path, csv_path, *written], "experiments": experiments,
+            "skipped": skipped, "rows": [r for e in experiments for r in e.rows],
+            "leaves": list(dict.fromkeys(leaf for e in experiments for leaf in e.leaves))}
 
 
 def add_compare_parser(sub: Any) -> None:
-    p = sub.add_parser("compare", help="hierarchical runs side by side: a table and plots",
-                       description="One table (method × federation perplexity, mean, "
-                       "tokens, client steps, ε) printed and written as Markdown and CSV, "
-                       "and PNGs: perplexity per federation, loss curves, attention weights.")
+    p = sub.add_parser("compare", help="runs side by side (flat or hierarchical): tables "
+                       "and plots", description="A table per experiment (method × federation "
+                       "or eval dataset perplexity, mean, personalization, tokens, client "
+                       "steps, ε) printed and written as Markdown and CSV, and PNGs: "
+                       "perplexity per federation, loss curves, attention weights. Runs "
+                       "whose configs differ in more than method and seed are separate "
+                       "experiments, each with its own table; folders that are not runs "
+                       "are skipped.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (output_dir)")
     p.add_argument("--out", default="compare", help="where to write the table and PNGs "
                    "(default: ./compare)")
     p.add_argument("--partial", action="store_true", help="compare unfinished runs as they are")
     p.add_argument("--round", type=int, default=None, metavar="N", help="compare the runs as "
-                   "they were after root round N (an evaluated round; they may go on)")
+                   "they were after round N (rounds completed; an evaluated round; they may "
+                   "go on)")
     p.add_argument("--no-plots", action="store_true", help="only the table")
 
 
 def run_compare(args: argparse.Namespace) -> int:
     result = compare(args.runs, args.out, partial=args.partial, plots=not args.no_plots,
                      at_round=args.round)
-    print(result["table"], end="")
-    for note in result["notes"]:
-        print(note)
+    print(result["text"], end="")
     print("wrote " + ", ".join(str(p) for p in result["files"]))
     return 0

@@ -1,12 +1,16 @@
 """PNGs for ``fedgroups compare``: perplexity per federation per method, loss curves, and
 the key-layer attention (who attended to whom at the last round, and how it moved).
 
+Every method has one colour in every plot and every comparison (:func:`method_colour`).
+Rounds on the axes are rounds completed, the records' ``round`` as written.
 matplotlib only (the ``plots`` extra), imported when a plot is drawn, in files only.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +21,35 @@ from fedgroups.fl.hierarchy import records as rec
 if TYPE_CHECKING:
     from fedgroups.fl.hierarchy.results import Row, Run
 
+ROUND_LABEL = "round (rounds completed)"
 # Attention panels per figure row; the figure grows downwards beyond it.
 _PANELS_PER_ROW = 4
 # Above this many cells a heatmap is not annotated with its numbers.
 _ANNOTATE_CELLS = 80
+# Perplexity bars: at most this many bars, and federations, per panel (more wrap into
+# rows of panels), and the figure at most this wide (inches at _DPI: 1,540 px).
+_BARS_PER_PANEL = 40
+_GROUPS_PER_PANEL = 12
+_MAX_WIDTH_IN = 14.0
+_DPI = 110
+_FONT = {"font.size": 11, "axes.titlesize": 12, "legend.fontsize": 10}
+
+# Known methods in a fixed order take the tab10 colours; any other name (a flat run's
+# variant such as "fedavg schedule.name=warmup_cosine") one of _OTHER_COLOURS by a
+# stable hash of the name, so a method's colour never depends on argument order.
+KNOWN_METHODS = ("fl", "hierfavg", "fedper", "local", "worldlm", "worldlm-noresidual",
+                 "worldlm-mean", "fedavg", "fedsgd")
+_KNOWN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                  "#e377c2", "#bcbd22", "#17becf")
+_OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+                  "#e6550d", "#31a354", "#756bb1", "#636363", "#ad494a", "#5254a3")
+
+
+def method_colour(method: str) -> str:
+    """The colour of ``method`` in every plot: fixed for known methods, else a stable hash."""
+    if method in KNOWN_METHODS:
+        return _KNOWN_COLOURS[KNOWN_METHODS.index(method)]
+    return _OTHER_COLOURS[zlib.crc32(method.encode()) % len(_OTHER_COLOURS)]
 
 
 def _pyplot() -> Any:
@@ -36,66 +65,97 @@ def _short(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def bar_panels(groups: Sequence[str], methods: int) -> list[list[str]]:
+    """Federations split into panels of at most _BARS_PER_PANEL bars (and
+    _GROUPS_PER_PANEL federations), as even as possible."""
+    per = max(1, min(_GROUPS_PER_PANEL, _BARS_PER_PANEL // max(1, methods)))
+    count = math.ceil(len(groups) / per)
+    per = math.ceil(len(groups) / count)
+    return [list(groups[i:i + per]) for i in range(0, len(groups), per)]
+
+
 def plot_perplexity(rows: Sequence[Row], leaves: Sequence[str], path: Path) -> Path:
     """Grouped bars: one group per leaf federation (and the mean), one bar per method, the
-    whisker spanning the runs (seeds) of that method."""
+    whisker spanning the runs (seeds) of that method; many federations wrap into rows."""
     plt = _pyplot()
-    groups = [*leaves, "mean"]
+    m = max(1, len(rows))
+    panels = bar_panels([*leaves, rec.MEAN_FEDERATION], m)
+    per = len(panels[0])
+    width_in = min(_MAX_WIDTH_IN, max(7.0, 1.5 + per * (0.3 * m + 0.4)))
+    whiskers = any(len(r.runs) > 1 for r in rows)
+    legend_rows = math.ceil(m / 4)
+    top_in = 0.45 + 0.3 * legend_rows  # title, then the legend above the panels
+    height_in = top_in + 3.2 * len(panels)
+    with plt.rc_context(_FONT):
+        fig, axes = plt.subplots(len(panels), 1, figsize=(width_in, height_in),
+                                 squeeze=False, sharey=True)
+        for ax, groups in zip(axes[:, 0], panels):
+            _bars(ax, rows, groups, whiskers)
+            ax.set_xlim(-0.5, per - 0.5)
+            ax.set_ylabel("held-out perplexity")
+            ax.grid(axis="y", alpha=0.3)
+        fig.suptitle("each leaf federation's model on its own held-out groups "
+                     "(lower is better)", y=1 - 0.08 / height_in, va="top")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=min(m, 4), frameon=False,
+                   bbox_to_anchor=(0.5, 1 - 0.4 / height_in))
+        fig.tight_layout(rect=(0, 0, 1, 1 - top_in / height_in))
+        fig.savefig(path, dpi=_DPI)
+        plt.close(fig)
+    return path
+
+
+def _bars(ax: Any, rows: Sequence[Row], groups: Sequence[str], whiskers: bool) -> None:
     width = 0.8 / max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(groups) * max(1, len(rows)) / 2 + 2),
-                                    4.2))
     for i, row in enumerate(rows):
-        cells = [*(row.ppl[leaf] for leaf in leaves), row.mean_ppl]
+        cells = [row.mean_ppl if g == rec.MEAN_FEDERATION else row.ppl[g] for g in groups]
         xs = [g + (i - (len(rows) - 1) / 2) * width for g in range(len(groups))]
         heights = [c.mean if c else math.nan for c in cells]
         err = [[c.mean - c.low if c else 0 for c in cells],
                [c.high - c.mean if c else 0 for c in cells]]
         ax.bar(xs, heights, width, label=f"{row.method} (n={len(row.runs)})",
-               yerr=err if any(len(r.runs) > 1 for r in rows) else None, capsize=2)
-    ax.set_xticks(range(len(groups)), [_short(g) for g in groups],
-                  rotation=45 if len(groups) > 8 else 0)
-    ax.set_ylabel("held-out perplexity (lower is better)")
-    ax.set_title("each leaf federation's model on its own held-out groups")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+               color=method_colour(row.method), yerr=err if whiskers else None, capsize=2)
+    names = ["mean" if g == rec.MEAN_FEDERATION else _short(g) for g in groups]
+    ax.set_xticks(range(len(groups)), names,
+                  rotation=30 if len(groups) > 8 else 0)
+
+
+def eval_curve(run: Run) -> list[tuple[int, float]]:
+    """(round, mean held-out loss) of a run's evaluations, rounds as recorded."""
+    mean = sorted((e for e in run.evals if e.federation == rec.MEAN_FEDERATION),
+                  key=lambda e: e.round)
+    return [(e.round, e.loss) for e in mean if math.isfinite(e.loss)]
 
 
 def plot_losses(rows: Sequence[Row], path: Path) -> Path:
     """Left: training loss of the whole cohort (the root's row) against tokens seen;
-    right: the token-weighted mean held-out loss against the round. One colour per method,
-    one line per run."""
+    right: the mean held-out loss against the round. One colour per method, one line per
+    run."""
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, row in enumerate(rows):
-        colour = colours[i % len(colours)]
-        for j, run in enumerate(row.runs):
-            label = row.method if j == 0 else None
-            top = sorted((m for m in run.metrics if m.level == 0), key=lambda m: m.round)
-            pts = [(m.cum_tokens, m.train_loss) for m in top if math.isfinite(m.train_loss)]
-            if pts:
-                left.plot(*zip(*pts), color=colour, linewidth=1, label=label)
-            mean = sorted((e for e in run.evals if e.federation == rec.MEAN_FEDERATION),
-                          key=lambda e: e.round)
-            pts = [(e.round + 1, e.loss) for e in mean if math.isfinite(e.loss)]
-            if pts:
-                right.plot(*zip(*pts), color=colour, marker="o", markersize=3, label=label)
-    left.set_xlabel("training tokens")
-    left.set_ylabel("training loss (nats / token)")
-    left.set_title("training loss (all clients of the round)")
-    right.set_xlabel("round")
-    right.set_ylabel("held-out loss (nats / token)")
-    right.set_title("token-weighted mean over leaf federations")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with plt.rc_context(_FONT):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
+        for row in rows:
+            colour = method_colour(row.method)
+            for j, run in enumerate(row.runs):
+                label = row.method if j == 0 else None
+                top = sorted((m for m in run.metrics if m.level == 0), key=lambda m: m.round)
+                pts = [(m.cum_tokens, m.train_loss) for m in top if math.isfinite(m.train_loss)]
+                if pts:
+                    left.plot(*zip(*pts), color=colour, linewidth=1, label=label)
+                pts = eval_curve(run)
+                if pts:
+                    right.plot(*zip(*pts), color=colour, marker="o", markersize=3, label=label)
+        left.set_xlabel("training tokens")
+        left.set_ylabel("training loss (nats / token)")
+        left.set_title("training loss (all clients of the round)")
+        right.set_xlabel(ROUND_LABEL)
+        right.set_ylabel("held-out loss (nats / token)")
+        right.set_title("mean over leaf federations (eval datasets)")
+        for ax in (left, right):
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.savefig(path, dpi=_DPI)
+        plt.close(fig)
     return path
 
 
@@ -110,7 +170,8 @@ def _last_per_node(records: Sequence[rec.AttentionRecord]) -> dict[str, rec.Atte
 
 def attention_trace(records: Sequence[rec.AttentionRecord]) -> dict[str, list[tuple]]:
     """node -> [(x, mean self-weight, mean residual mass)] over its aggregations, x being
-    the root round plus the fraction of the node's inner rounds done in it."""
+    the root rounds completed: an aggregation that ends the node's k-th of n inner rounds
+    in root round r is at r - 1 + k / n (the last one of round r at r)."""
     per_node: dict[str, list[rec.AttentionRecord]] = defaultdict(list)
     for r in records:
         per_node[r.node].append(r)
@@ -123,8 +184,8 @@ def attention_trace(records: Sequence[rec.AttentionRecord]) -> dict[str, list[tu
         seen: dict[int, int] = defaultdict(int)
         points = []
         for r in recs:
-            x = r.round + seen[r.round] / inner[r.round]
             seen[r.round] += 1
+            x = r.round - 1 + seen[r.round] / inner[r.round]
             n = len(r.rows)
             diag = sum(r.matrix[i][i] for i in range(n)) / n if n else math.nan
             resid = (sum(sum(v for v, is_res in zip(row, r.residual) if is_res)
@@ -155,7 +216,7 @@ def plot_attention(run: Run, level: int, path: Path) -> Path:
         cols = [("↪" if res else "") + _short(c) for c, res in zip(r.columns, r.residual)]
         heat.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
         heat.set_yticks(range(len(r.rows)), [_short(x) for x in r.rows], fontsize=7)
-        heat.set_title(f"{_short(node)}: round {r.round} (τ={r.tau:g})", fontsize=9)
+        heat.set_title(f"{_short(node)}: after round {r.round} (τ={r.tau:g})", fontsize=9)
         if len(r.rows) * len(cols) <= _ANNOTATE_CELLS:
             for i, values in enumerate(r.matrix):
                 for j, v in enumerate(values):
@@ -167,7 +228,7 @@ def plot_attention(run: Run, level: int, path: Path) -> Path:
         if any(r.residual for r in records if r.node == node):
             line.plot(xs, resid, marker=".", linestyle="--", label="on residual keys")
         line.set_ylim(0, 1.02)
-        line.set_xlabel("round")
+        line.set_xlabel(ROUND_LABEL, fontsize=8)
         line.set_title(f"{_short(node)}: over rounds", fontsize=9)
         line.grid(alpha=0.3)
         line.legend(fontsize=7)
@@ -177,7 +238,7 @@ def plot_attention(run: Run, level: int, path: Path) -> Path:
     fig.suptitle(f"{run.method}: key-layer attention at level {level}\n"
                  "(rows attend to columns; each row sums to 1)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=_DPI)
     plt.close(fig)
     return path
 
@@ -191,6 +252,7 @@ def plot_all(rows: Sequence[Row], leaves: Sequence[str], out: Path) -> list[Path
         if run is None:
             continue
         for level in sorted({a.level for a in run.attention}):
-            name = f"attention-{row.method}-level{level}.png"
+            method = re.sub(r"[^A-Za-z0-9._-]+", "_", row.method)  # a label may hold "=", " "
+            name = f"attention-{method}-level{level}.png"
             written.append(plot_attention(run, level, out / name))
     return written
