@@ -130,7 +130,7 @@ def _plot(ctx: Context, dirs: dict[tuple[str, int], Path]) -> None:
         curves = []
         for s in ctx.scale.seeds:
             rows = [r for r in common.metrics(dirs[(alg, s)]) if "eval/heldout/loss" in r]
-            curves.append([(r["round"] + 1, r["eval/heldout/loss"]) for r in rows])
+            curves.append([(r["round"], r["eval/heldout/loss"]) for r in rows])  # rounds done
         x = [p[0] for p in curves[0]]
         y = np.array([[p[1] for p in c] for c in curves])
         ax2.plot(x, y.mean(0), color=colors[alg], label=NAME[alg])

@@ -33,7 +33,7 @@ LOSS = "eval/heldout/loss"
 
 def curves(run_dir: Path) -> tuple[list[int], list[float]]:
     rows = [r for r in common.metrics(run_dir) if LOSS in r]
-    return [r["round"] + 1 for r in rows], [r[LOSS] for r in rows]
+    return [r["round"] for r in rows], [r[LOSS] for r in rows]  # round = rounds done
 
 
 def summarize(ctx: Context, dirs: dict[tuple[str, str, int], Path]) -> list[dict[str, object]]:
