@@ -11,7 +11,7 @@ import pytest
 
 import fedgroups as fg
 from fedgroups.errors import SettingError, SourceError
-from fedgroups.sources import files, make_source, textio
+from fedgroups.sources import files, json_types, make_source, textio
 
 
 def _rows(src) -> list[dict]:
@@ -110,7 +110,7 @@ def test_a_utf8_sequence_cut_by_a_block_edge_is_not_an_error(tmp_path, monkeypat
 
 def test_a_jsonl_line_longer_than_a_block(tmp_path, monkeypatch):
     monkeypatch.setattr(textio, "BLOCK_BYTES", 1 << 10)
-    monkeypatch.setattr(files, "JSON_BLOCK_BYTES", 1 << 10)  # and than a parse block
+    monkeypatch.setattr(json_types, "JSON_BLOCK_BYTES", 1 << 10)  # and than a parse block
     big = "w " * 50_000
     (tmp_path / "a.jsonl").write_text(json.dumps({"u": "a", "t": "s"}) + "\n" +
                                       json.dumps({"u": "b", "t": big}) + "\n")

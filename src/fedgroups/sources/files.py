@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,15 +15,24 @@ import pyarrow.parquet as pq
 
 from fedgroups.errors import SettingError, SourceError
 from fedgroups.sources.base import BATCH_ROWS, Source, conform, unify
+from fedgroups.sources.json_types import (
+    NumberColumn,
+    jsonl_pieces,
+    parse_piece,
+    scan_piece,
+    unify_pieces,
+    with_number_types,
+)
 from fedgroups.sources.textio import (
+    COMPRESSION,
     DECOMPRESS_ERRORS,
     EncodingErrors,
     ReplacementCounter,
     Utf8Stream,
     check_encoding_errors,
-    check_utf8,
     decode_utf8,
     line_blocks,
+    open_file,
     split_lines,
 )
 from fedgroups.storage import is_remote
@@ -36,9 +44,7 @@ _EXT = {
     ".csv": "csv", ".tsv": "tsv",
     ".txt": "text", ".text": "text", ".md": "text",
 }
-_COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
 _BLOCK = 8 << 20
-JSON_BLOCK_BYTES = 1 << 20  # JSON Lines parse blocks (parallel); a longer line gets its own
 
 
 def format_of(path: str, forced: str | None) -> str:
@@ -47,7 +53,7 @@ def format_of(path: str, forced: str | None) -> str:
             raise SettingError(f"--format {forced!r} is not one of {', '.join(FORMATS)}")
         return forced
     base = path
-    for c in _COMPRESSION:
+    for c in COMPRESSION:
         if base.endswith(c):
             base = base[: -len(c)]
     ext = os.path.splitext(base)[1].lower()
@@ -92,23 +98,10 @@ def resolve_paths(spec: str | list[str]) -> list[str]:
     return out
 
 
-def _open(path: str) -> Any:
-    try:
-        if is_remote(path):
-            import fsspec
-            return fsspec.open(path, "rb", compression="infer").open()
-        if path.endswith(_COMPRESSION):
-            import fsspec
-            return fsspec.open(path, "rb", compression="infer").open()
-        return open(path, "rb")
-    except OSError as e:
-        raise SourceError(f"{path}: cannot open ({e.strerror or e})") from e
-
-
 def _text_batches(path: str, errors: EncodingErrors, counter: ReplacementCounter | None,
                   ) -> Iterator[pa.RecordBatch]:
     """One row per line (split at ``\\n`` only: a lone ``\\r`` is data)."""
-    with _open(path) as f:
+    with open_file(path) as f:
         for line, data in line_blocks(f, path):
             text = decode_utf8(data, path=path, first_line=line, errors=errors, counter=counter)
             lines = split_lines(text)
@@ -123,64 +116,37 @@ def _jsonl_batches(path: str, schema: pa.Schema | None, errors: EncodingErrors,
     an error names one line of the file."""
     parse = pjson.ParseOptions(explicit_schema=schema,
                                unexpected_field_behavior="error" if schema else "infer")
-    with _open(path) as f:
-        for line, data in line_blocks(f, path):
-            if errors == "replace":
-                raw = decode_utf8(data, path=path, first_line=line, errors=errors,
-                                  counter=counter).encode("utf-8")
-            else:
-                check_utf8(data, path=path, first_line=line)
-                raw = data
-            if len(raw) >= 1 << 31:
-                raise SourceError(f"{path}, line {line}: a JSON line of 2 GiB or more cannot "
-                                  "be read; split the record")
-            try:
-                table = _read_json(raw, parse)
-            except pa.ArrowInvalid as e:
-                raise SourceError(jsonl_error(path, line, raw.decode("utf-8", "replace"),
-                                              e)) from None
-            yield from table.to_batches(max_chunksize=BATCH_ROWS)
+    with open_file(path) as f:
+        for line, raw in jsonl_pieces(f, path, errors, counter):
+            yield from parse_piece(raw, parse, path, line).to_batches(max_chunksize=BATCH_ROWS)
 
 
-def _read_json(raw: bytes, parse: pjson.ParseOptions) -> pa.Table:
-    """Whole lines of JSON, parsed in parallel blocks; a line longer than a block (Arrow
-    calls it "straddling") is parsed with one block as large as the piece."""
-    try:
-        return pjson.read_json(io.BytesIO(raw), parse_options=parse,
-                               read_options=pjson.ReadOptions(block_size=JSON_BLOCK_BYTES))
-    except pa.ArrowInvalid as e:
-        if "straddling" not in str(e):
-            raise
-    return pjson.read_json(io.BytesIO(raw), parse_options=parse,
-                           read_options=pjson.ReadOptions(block_size=len(raw) + 1,
-                                                          use_threads=False))
-
-
-def jsonl_error(path: str, first_line: int, text: str, err: Exception) -> str:
-    """The message for a piece of JSON Lines that did not parse: the first bad line of the
-    file, found by parsing the piece line by line (only on this error path)."""
-    import json
-    import re
-
-    message = re.sub(r"^JSON parse error: ", "", str(err))
-    rows = []  # file line number of each non-blank line (pyarrow counts those as rows)
-    for i, s in enumerate(text.split("\n")):
-        if not s.strip():
-            continue
-        rows.append(first_line + i)
+def _jsonl_infos(paths: list[str], errors: EncodingErrors) -> list[_FileInfo]:
+    """One pass over every JSON Lines file: each column's type from all of them (see
+    :mod:`fedgroups.sources.json_types`) and the exact number of rows."""
+    numbers: dict[str, NumberColumn] = {}
+    found: list[tuple[pa.Schema, int]] = []
+    parse = pjson.ParseOptions(unexpected_field_behavior="infer")
+    for path in paths:
+        pieces, rows = [], 0
         try:
-            json.loads(s)
-        except ValueError as e:
-            return f"{path}, line {first_line + i}: not valid JSON ({e.msg}, column {e.colno})"
-    m = re.search(r" in row (\d+)$", message)
-    if m and int(m.group(1)) < len(rows):
-        return f"{path}, line {rows[int(m.group(1))]}: {message[:m.start()]}"
-    return (f"{path}, lines {first_line}..{first_line + text.count(chr(10))}: {message}")
+            with open_file(path) as f:
+                for line, raw in jsonl_pieces(f, path, errors):
+                    table = parse_piece(raw, parse, path, line)
+                    rows += table.num_rows
+                    pieces.append((line, scan_piece(table, raw, path, line, numbers)))
+        except (pa.ArrowException, *DECOMPRESS_ERRORS) as e:
+            raise SourceError(f"{path}: cannot read as jsonl: {e}") from e
+        if not rows:
+            raise SourceError(f"{path}: the file is empty")
+        found.append((unify_pieces(path, pieces), rows))
+    return [_FileInfo(with_number_types(schema, numbers), _size(p), rows)
+            for p, (schema, rows) in zip(paths, found)]
 
 
 def _csv_names(path: str, fmt: str, errors: EncodingErrors) -> list[str]:
     """Column names from the header (read with type inference, which is then discarded)."""
-    with Utf8Stream(_open(path), path, errors) as f:
+    with Utf8Stream(open_file(path), path, errors) as f:
         reader = pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=_BLOCK),
                                parse_options=_csv_parse(fmt))
         return reader.schema.names
@@ -197,7 +163,7 @@ def _csv_batches(path: str, fmt: str, names: list[str] | None, errors: EncodingE
     names = names if names is not None else _csv_names(path, fmt, errors)
     convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                   strings_can_be_null=False)
-    with Utf8Stream(_open(path), path, errors, counter) as f:
+    with Utf8Stream(open_file(path), path, errors, counter) as f:
         yield from pcsv.open_csv(f, read_options=pcsv.ReadOptions(block_size=_BLOCK),
                                  parse_options=_csv_parse(fmt), convert_options=convert)
 
@@ -208,7 +174,7 @@ def _raw_batches(path: str, fmt: str, row_groups: list[int] | None = None, *,
     """Batches of one file (for Parquet, of some of its row groups) in its own schema."""
     if fmt == "parquet":
         # pre_buffer would read whole row groups (or files) ahead: memory must stay bounded
-        source = path if not is_remote(path) else _open(path)
+        source = path if not is_remote(path) else open_file(path)
         pf = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
         yield from pf.iter_batches(batch_size=BATCH_ROWS, row_groups=row_groups,
                                    use_threads=False)
@@ -234,7 +200,7 @@ def _file_info(path: str, fmt: str, errors: EncodingErrors = "strict") -> _FileI
     """What planning needs, without reading the whole file."""
     try:
         if fmt == "parquet":
-            md = pq.ParquetFile(_open(path)).metadata
+            md = pq.ParquetFile(open_file(path)).metadata
             rg = [md.row_group(i) for i in range(md.num_row_groups)]
             return _FileInfo(md.schema.to_arrow_schema(), sum(r.total_byte_size for r in rg),
                              md.num_rows, [r.num_rows for r in rg],
@@ -245,7 +211,7 @@ def _file_info(path: str, fmt: str, errors: EncodingErrors = "strict") -> _FileI
         first = next(iter(_raw_batches(path, fmt, errors=errors)), None)
         if first is None:
             raise SourceError(f"{path}: the file is empty")
-        compressed = path.endswith(_COMPRESSION)
+        compressed = path.endswith(COMPRESSION)
         rows = None if size is None or compressed else \
             max(first.num_rows, round(first.num_rows * size / min(size, _BLOCK)))
         return _FileInfo(first.schema, size, rows)
@@ -323,6 +289,13 @@ class FileSource(Source):
         return f"{self.paths[u.file]}, row {u.first_row + row}"
 
 
+def _infos(paths: list[str], formats: list[str], errors: EncodingErrors) -> list[_FileInfo]:
+    """Each file's planning facts; the JSON Lines files' together, in one pass."""
+    jsonl = iter(_jsonl_infos([p for p, f in zip(paths, formats) if f == "jsonl"], errors))
+    return [next(jsonl) if f == "jsonl" else _file_info(p, f, errors)
+            for p, f in zip(paths, formats)]
+
+
 def file_source(spec: str | list[str], fmt: str | None = None,
                 encoding_errors: str = "strict") -> FileSource:
     """Files as a source. Text formats (JSON Lines, CSV/TSV, text) must be UTF-8: a byte
@@ -331,7 +304,7 @@ def file_source(spec: str | list[str], fmt: str | None = None,
     errors = check_encoding_errors(encoding_errors)
     paths = resolve_paths(spec)
     formats = [format_of(p, fmt) for p in paths]
-    infos = [_file_info(p, f, errors) for p, f in zip(paths, formats)]
+    infos = _infos(paths, formats, errors)
     schema = unify([(p, i.schema) for p, i in zip(paths, infos)])
     units: list[FileUnit] = []
     for f, info in enumerate(infos):

@@ -29,6 +29,8 @@ from fedgroups.errors import SettingError, SourceError
 EncodingErrors = Literal["strict", "replace"]
 ENCODING_ERRORS = ("strict", "replace")
 BLOCK_BYTES = 8 << 20
+_STEP = 1 << 20  # one read from a stream while filling a block
+COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
 _BOM = b"\xef\xbb\xbf"
 # What a damaged compressed stream raises (gzip: EOFError/BadGzipFile, zlib: error, ...).
 DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (EOFError, zlib.error, lzma.LZMAError,
@@ -137,25 +139,79 @@ def _decode_counting(data: bytes) -> tuple[str, int, int]:
     return "".join(out), n, len(bad_lines)
 
 
+def open_file(path: str) -> IO[bytes]:
+    """A file (local or remote, compressed or not) opened for binary reading."""
+    from fedgroups.storage import is_remote
+    try:
+        if is_remote(path) or path.endswith(COMPRESSION):
+            import fsspec
+            return fsspec.open(path, "rb", compression="infer").open()
+        return open(path, "rb")
+    except OSError as e:
+        raise SourceError(f"{path}: cannot open ({e.strerror or e})") from e
+
+
+class _CutShort(Exception):
+    """Reading a compressed stream failed; ``data`` is what was read before it broke."""
+
+    def __init__(self, data: bytes, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.data, self.cause = data, cause
+
+
+def _read_upto(f: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes (fewer only at the end). Read in steps of one decompression
+    step each (``read1``), so that a stream that breaks still gives what came before."""
+    read = getattr(f, "read1", None) or f.read
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        try:
+            chunk = read(min(size - got, _STEP))
+        except DECOMPRESS_ERRORS as e:
+            raise _CutShort(b"".join(parts), e) from e
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def cut_short_error(path: str, lines_before: int, data: bytes, cause: BaseException,
+                    ) -> SourceError:
+    """The error for a stream that broke after ``lines_before`` lines plus ``data``."""
+    done = lines_before + data.count(b"\n")
+    return SourceError(
+        f"{path}: the data ends early: {done:,} complete lines were read and line {done + 1:,} "
+        f"is cut off ({type(cause).__name__}: {cause}); a compressed file that ends early "
+        "is truncated or damaged — fetch it again")
+
+
 def line_blocks(f: IO[bytes], path: str, block: int | None = None,
                 ) -> Iterator[tuple[int, bytes]]:
     """(first line number, bytes of whole lines) of about ``block`` bytes each.
 
     A line longer than ``block`` comes whole in a bigger piece: nothing limits a line but
-    memory. The last piece may lack its final ``\\n``. A leading UTF-8 BOM is dropped.
+    memory. The last piece may lack its final ``\\n``. A leading UTF-8 BOM is dropped. A
+    stream that breaks (a truncated ``.gz``) is an error naming the last whole line read.
     """
     block = block or BLOCK_BYTES
     line = 1
+    carry = b""  # the start of a line not yet whole
     first = True
     while True:
         try:
-            data = f.read(block)
-            if data and not data.endswith(b"\n"):
-                data += f.readline()  # the rest of the last line, however long
-        except DECOMPRESS_ERRORS as e:
-            raise SourceError(
-                f"{path}: cannot read past line {line} ({type(e).__name__}: {e}); a compressed "
-                "file that ends early is truncated or damaged — fetch it again") from e
+            data = carry + _read_upto(f, block)
+            end = data.rfind(b"\n") + 1
+            while end == 0 and len(data) > len(carry):  # a line longer than the block
+                carry = data
+                data = carry + _read_upto(f, block)
+                end = data.rfind(b"\n") + 1
+        except _CutShort as e:
+            raise cut_short_error(path, line - 1, carry + e.data, e.cause) from e.cause
+        if end == 0:
+            end = len(data)  # the last line, without its \n
+        data, carry = data[:end], data[end:]
         if first:
             first = False
             if data.startswith(_BOM):
@@ -201,11 +257,10 @@ class Utf8Stream(io.RawIOBase):
 
     def _fill(self) -> None:
         try:
-            data = self._f.read(BLOCK_BYTES)
-        except DECOMPRESS_ERRORS as e:
-            raise SourceError(
-                f"{self._path}: cannot read past line {self._line} ({type(e).__name__}: {e}); "
-                "a compressed file that ends early is truncated or damaged") from e
+            data = _read_upto(self._f, BLOCK_BYTES)
+        except _CutShort as e:
+            raise cut_short_error(self._path, self._line - 1, self._held + e.data,
+                                  e.cause) from e.cause
         if not data:
             self._eof = True
             data, self._held = self._held, b""
