@@ -100,15 +100,29 @@ def check_optional_dependencies(config: Any) -> None:
                               f"not installed: {install}")
 
 
-def check_before_start(config: Any, *, resume: bool, overwrite: bool = False) -> None:
-    """Every check that needs no torch: run folder, hierarchy section, optional packages."""
+def check_before_start(config: Any, *, resume: bool, overwrite: bool = False,
+                       record: Mapping[str, Any] | None = None) -> None:
+    """Every check that needs no torch: run folder, hierarchy section, optional packages,
+    and on a resume the recorded config against ``record`` (default: ``config``'s)."""
     run_dir = Path(config.output_dir)
     check_output_dir(run_dir, resume=resume, overwrite=overwrite)
-    if config.hierarchy is not None:
-        from fedgroups.fl.hierarchy.config import parse_hierarchy
-
-        parse_hierarchy(config.hierarchy)
+    if record is None:
+        record = config_record(light_config_dict(config))
     check_optional_dependencies(config)
+    saved = read_recorded_config(run_dir) if resume else None
+    if saved is not None:
+        check_resume_config(run_dir, saved, record)
+
+
+def light_config_dict(config: Any) -> dict[str, Any]:
+    """The resolved config as ``config.yaml`` records it (the hierarchy parsed strictly)."""
+    from fedgroups.fl.config import to_dict
+
+    if config.hierarchy is None:
+        return to_dict(config)
+    from fedgroups.fl.hierarchy.config import parse_hierarchy, resolved_config_dict
+
+    return resolved_config_dict(config, parse_hierarchy(config.hierarchy))
 
 
 def resolve_strategy(config: Any, strategy: Any, model_factory: Any) -> Any:

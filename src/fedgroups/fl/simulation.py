@@ -60,7 +60,8 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     ``driver.SAFE_ON_RESUME`` is refused.  ``overwrite`` replaces an earlier run in
     ``output_dir``, once everything else is checked.
     """
-    driver.check_before_start(config, resume=resume, overwrite=overwrite)
+    record = driver.config_record(to_dict(config), strategy)
+    driver.check_before_start(config, resume=resume, overwrite=overwrite, record=record)
     chosen = driver.resolve_strategy(config, strategy, model_factory)
     device = driver.apply_run_settings(config.run)
     be = make_backend(backend)
@@ -69,7 +70,6 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     train_src = datasets.open_source(config.data, "data")
     eval_srcs = [datasets.open_source(d, f"eval.datasets.{i}")
                  for i, d in enumerate(config.eval.datasets)]
-    record = driver.config_record(to_dict(config), strategy)
     if overwrite and main:
         driver.clear_old_run(run_path)
     be.barrier()

@@ -79,15 +79,15 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     other data than the checkpoint's (any dataset the tree reads) is refused unless
     ``allow_dataset_change``; ``overwrite`` replaces an earlier run once all is checked.
     """
-    driver.check_before_start(config, resume=resume, overwrite=overwrite)
     hier = hierarchy if hierarchy is not None else parse_hierarchy(config.hierarchy or {})
+    record = driver.config_record(resolved_config_dict(config, hier), strategy)
+    driver.check_before_start(config, resume=resume, overwrite=overwrite, record=record)
     driver.resolve_strategy(config, strategy, model_factory)
     device = driver.apply_run_settings(config.run)
     be = make_backend(backend)
     main = be.rank == 0
     run_path = Path(config.output_dir)
     plan = load_plan(config, hier)
-    record = driver.config_record(resolved_config_dict(config, hier), strategy)
     if overwrite and main:
         driver.clear_old_run(run_path)
     be.barrier()
