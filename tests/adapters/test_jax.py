@@ -47,3 +47,13 @@ def test_a_jitted_step_sees_every_example_once(ads):
 
 def pa_sum(table, column):
     return float(sum(table.column(column).to_pylist()))
+
+
+def test_fixed_size_lists_in_jax_cohorts(fixed_ds):
+    from fedgroups.adapters.jax import jax_cohorts
+    from tests.adapters.conftest import EMB, emb_of
+
+    c = next(jax_cohorts(fixed_ds.groups(seed=0), 2, 5, columns=["i", "emb"]))
+    assert c.arrays["emb"].shape == (2, 5, EMB) and c.arrays["emb"].dtype == jnp.float32
+    first = int(c.arrays["i"][0][0])
+    assert np.array_equal(np.asarray(c.arrays["emb"][0][0]), emb_of(first))

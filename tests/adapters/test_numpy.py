@@ -40,3 +40,35 @@ def test_cohorts_pad_cut_and_mask(ads):
     assert len(dropped) == len(ads) // 8
     with pytest.raises(SettingError, match="not numeric"):
         next(fgnp.cohorts(stream, 2, 3, columns=["text"]))
+
+
+def test_fixed_size_lists_are_arrays_without_settings(fixed_ds):
+    from tests.adapters.conftest import EMB, emb_of
+
+    for key in fixed_ds.keys():
+        arrays = fgnp.group_arrays(fixed_ds[key], ["i", "emb"])
+        emb = arrays["emb"]
+        assert emb.shape == (len(arrays["i"]), EMB) and emb.dtype == np.float32
+        assert all((row == emb_of(int(i))).all() for i, row in zip(arrays["i"], emb))
+    batches = list(fgnp.group_batches(fixed_ds["g04"], 2, ["emb"]))  # slices of a batch
+    assert [b["emb"].shape for b in batches] == [(2, EMB), (2, EMB), (1, EMB)]
+    # variable-length lists still need max_lengths
+    with pytest.raises(SettingError, match="max_length"):
+        fgnp.group_arrays(fixed_ds["g04"], ["tokens"])
+    c = next(fgnp.cohorts(fixed_ds.groups(seed=0), 3, 4, columns=["i", "emb"]))
+    assert c.arrays["emb"].shape == (3, 4, EMB)
+    for j in range(3):
+        for i, row, real in zip(c.arrays["i"][j], c.arrays["emb"][j], c.mask[j]):
+            assert (row == (emb_of(int(i)) if real else 0)).all()
+
+
+def test_nested_and_sliced_fixed_size_lists():
+    import pyarrow as pa
+
+    inner = pa.list_(pa.int32(), 2)
+    col = pa.array([[[1, 2], [3, 4]], [[5, 6], [7, 8]], [[9, 10], [11, 12]]],
+                   pa.list_(inner, 2))
+    assert fgnp.column_to_numpy(col).shape == (3, 2, 2)
+    assert fgnp.column_to_numpy(col.slice(1, 1)).tolist() == [[[5, 6], [7, 8]]]
+    with pytest.raises(SettingError, match="null lists"):
+        fgnp.column_to_numpy(pa.array([[1.0, 2.0], None], pa.list_(pa.float32(), 2)))

@@ -39,3 +39,14 @@ def test_groups_come_from_the_stream_in_order_and_by_key_out_of_order(ads, monke
         rows = [int(r["i"]) for r in inner.as_numpy_iterator()]
         assert rows in expect.values()
     assert calls  # the last groups of the order were not ahead of the first ones
+
+
+def test_fixed_size_lists_are_fixed_shape_tensors(fixed_ds):
+    from fedgroups.adapters.tensorflow import to_tf_dataset
+    from tests.adapters.conftest import EMB, emb_of
+
+    outer = to_tf_dataset(fixed_ds.subset(fixed_ds.keys()[:3]), columns=["i", "emb"], seed=0)
+    assert outer.element_spec.element_spec["emb"].shape == (EMB,)
+    rows = [r for inner in outer for r in inner.as_numpy_iterator()]
+    assert rows and all(r["emb"].dtype == "float32" and (r["emb"] == emb_of(int(r["i"]))).all()
+                        for r in rows)

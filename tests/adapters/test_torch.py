@@ -1,13 +1,23 @@
-"""PyTorch adapter end to end: a real DataLoader with 2 workers, a real 2-process gloo group."""
+"""PyTorch adapter end to end: a real DataLoader with 2 workers, a real 2-process gloo group.
+
+Every iterator over a DataLoader with workers is shut down by the test that made it
+(:func:`loader`), never left to the garbage collector: a half-read iterator kept alive by
+a traceback was shut down later at a random moment, and a suite run once hung there in
+``_shutdown_workers``. An autouse fixture fails a test that leaves a worker running.
+"""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -17,24 +27,54 @@ from torch.utils.data import DataLoader  # noqa: E402 - after the importorskip
 from fedgroups.adapters.torch import GroupStreamDataset, unpack  # noqa: E402
 from fedgroups.errors import SettingError  # noqa: E402
 
+TIMEOUT = 60  # seconds a worker may take for one item before the DataLoader gives up
+
+
+@contextmanager
+def loader(data: Any, *, num_workers: int = 0, batch_size: int | None = None
+           ) -> Iterator[Iterator[Any]]:
+    """An iterator over ``DataLoader(data, ...)`` whose workers are shut down on leaving
+    the block, however it is left (read to the end, an assertion, an exception)."""
+    it = iter(DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                         timeout=TIMEOUT if num_workers else 0))
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # only with workers
+        if shutdown is not None:
+            shutdown()
+        del it
+
+
+def read_all(data: Any, num_workers: int = 2) -> list[Any]:
+    with loader(data, num_workers=num_workers) as it:
+        return list(it)
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_running() -> Iterator[None]:
+    yield
+    left = multiprocessing.active_children()  # also reaps the workers that have exited
+    assert not left, f"DataLoader workers still running after the test: {left}"
+
 
 def test_dataloader_two_workers_covers_each_group_once(ads):
     data = GroupStreamDataset(ads, output="groups", columns=["i", "y", "text"], seed=3)
-    items = list(DataLoader(data, batch_size=None, num_workers=2))
+    items = read_all(data)
     keys = [it["key"] for it in items]
     assert sorted(keys) == ads.keys()  # none lost, none repeated
     for it in items:
         assert it["i"].tolist() == list(range(it["num_examples"]))
         assert isinstance(it["y"], torch.Tensor) and isinstance(it["text"], list)
     data.set_epoch(1)
-    again = [it["key"] for it in DataLoader(data, batch_size=None, num_workers=2)]
+    again = [it["key"] for it in read_all(data)]
     assert sorted(again) == ads.keys() and again != keys
 
 
 def test_batches_mode_and_transform(ads):
     data = GroupStreamDataset(ads, output="batches", batch_size=4, columns=["i"], seed=0)
     rows: dict[str, int] = {}
-    for b in DataLoader(data, batch_size=None, num_workers=2):
+    for b in read_all(data):
         assert len(b["i"]) <= 4
         rows[b["key"]] = rows.get(b["key"], 0) + len(b["i"])
     assert rows == dict(zip(ads.keys(), ads.group_sizes().tolist()))
@@ -46,7 +86,7 @@ def test_blocks_pack_consecutive_groups_with_offsets(ads):
     data = GroupStreamDataset(ads, output="blocks", batch_size=16, columns=["i", "text"],
                               seed=2)
     pieces: dict[str, list[int]] = {}
-    items = list(DataLoader(data, batch_size=None, num_workers=2))
+    items = read_all(data)
     for item in items:
         offsets = item["offsets"].tolist()
         assert offsets[0] == 0 and offsets[-1] == len(item["i"]) == len(item["text"]) <= 16
@@ -81,7 +121,7 @@ def test_packed_batches_unpack_to_the_same_batches(ads, pack_rows):
     assert len(items) < len(want) or pack_rows == 1  # far fewer items cross
     assert rows(unpack(items)) == want  # one process: the very same batches, in order
     # two workers: each batch once, whole (groups are split among workers, not batches)
-    two = rows(unpack(DataLoader(packed, batch_size=None, num_workers=2)))
+    two = rows(unpack(read_all(packed)))
     assert sorted(two) == sorted(want)
     # unpack passes other items through, so one loop serves both
     assert rows(unpack(DataLoader(plain, batch_size=None))) == want
@@ -113,7 +153,8 @@ CHILD = textwrap.dedent("""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)
     data = GroupStreamDataset(fg.open(path), output="groups", columns=["i"], seed=7, epoch=2)
-    keys = [item["key"] for item in DataLoader(data, batch_size=None, num_workers=2)]
+    keys = [item["key"] for item in DataLoader(data, batch_size=None, num_workers=2,
+                                                       timeout=60)]
     gathered = [None, None]
     dist.all_gather_object(gathered, keys)
     if rank == 0:
@@ -135,9 +176,15 @@ def test_two_rank_gloo_group_partitions_groups(ads, adapter_path, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, adapter_path, port, str(r), out],
                               env=env, stderr=subprocess.PIPE, text=True) for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     with open(out) as f:
         per_rank = json.load(f)
     assert not set(per_rank[0]) & set(per_rank[1])
@@ -151,7 +198,36 @@ def test_default_collation_fails_with_our_message(ads, output, num_workers):
     """``DataLoader(data, batch_size=4)`` would stack tensors of different groups' lengths
     (torch: "stack expects each tensor to be equal size"); ours says what to pass."""
     data = GroupStreamDataset(ads, output=output, batch_size=8, columns=["i", "y"])
-    with pytest.raises(SettingError, match="batch_size=None.*pack_rows"):
-        next(iter(DataLoader(data, batch_size=4, num_workers=num_workers)))
-    item = next(iter(DataLoader(data, batch_size=None, num_workers=num_workers)))
-    assert isinstance(item, dict)
+    with loader(data, batch_size=4, num_workers=num_workers) as it:
+        with pytest.raises(SettingError, match="batch_size=None.*pack_rows"):
+            next(it)
+    with loader(data, num_workers=num_workers) as it:
+        assert isinstance(next(it), dict)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_fixed_size_lists_are_tensors_without_settings(fixed_ds, num_workers):
+    from tests.adapters.conftest import EMB, emb_of
+
+    def check(emb, ids):
+        assert isinstance(emb, torch.Tensor) and emb.dtype == torch.float32
+        assert emb.shape == (len(ids), EMB)
+        assert all((row.numpy() == emb_of(int(i))).all() for i, row in zip(ids, emb))
+
+    cols = ["i", "emb", "tokens"]
+    groups = read_all(GroupStreamDataset(fixed_ds, output="groups", columns=cols), num_workers)
+    assert sorted(g["key"] for g in groups) == fixed_ds.keys()
+    for g in groups:
+        check(g["emb"], g["i"])
+        assert isinstance(g["tokens"], list)  # variable-length lists stay lists
+        assert g["tokens"] == [list(range(1 + int(i) % 3)) for i in g["i"]]
+    for output, pack_rows in (("batches", None), ("blocks", None), ("batches", 5)):
+        data = GroupStreamDataset(fixed_ds, output=output, batch_size=3, columns=cols,
+                                  pack_rows=pack_rows)
+        items = read_all(data, num_workers)
+        for item in items:
+            check(item["emb"], item["i"])
+        assert sum(len(it["i"]) for it in items) == fixed_ds.num_examples
+        if pack_rows:
+            for b in unpack(items):
+                check(b["emb"], b["i"])

@@ -22,12 +22,21 @@ def column_to_numpy(col: pa.Array | pa.ChunkedArray, *, max_length: int | None =
     """One Arrow column as a numpy array.
 
     Numbers and booleans become numeric arrays (nulls are an error); strings become object
-    arrays; list columns become ``(n, max_length)`` arrays padded with ``pad_value`` and
-    cut at ``max_length`` (required for lists).
+    arrays; fixed-size lists (``fixed_size_list<float32, 64>``) become ``(n, 64)`` arrays
+    as they are (nested ones ``(n, a, b)``); variable-length lists become
+    ``(n, max_length)`` arrays padded with ``pad_value`` and cut at ``max_length``
+    (required for them). A ``max_length`` given for a fixed-size list pads or cuts it too.
+
+    >>> column_to_numpy(pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32(), 2))).shape
+    (2, 2)
+    >>> column_to_numpy(pa.array([[1, 2, 3], [4]]), max_length=2).tolist()
+    [[1, 2], [4, 0]]
     """
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     t = col.type
+    if pa.types.is_fixed_size_list(t) and max_length is None:
+        return _fixed_size_to_numpy(col)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         if max_length is None:
             raise SettingError(f"list column of {t} needs max_length= to become an array")
@@ -43,6 +52,15 @@ def column_to_numpy(col: pa.Array | pa.ChunkedArray, *, max_length: int | None =
     if col.null_count and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         raise SettingError(f"column of {t} has {col.null_count} nulls; fill them first")
     return col.to_numpy(zero_copy_only=False)
+
+
+def _fixed_size_to_numpy(col: pa.FixedSizeListArray) -> np.ndarray:
+    """``(n, size, ...)``: the flat values (this slice's, via ``flatten``) reshaped."""
+    if col.null_count:
+        raise SettingError(f"column of {col.type} has {col.null_count} null lists; "
+                           "fill them first")
+    values = column_to_numpy(col.flatten())  # (n * size, ...); recurses into nested lists
+    return values.reshape(len(col), col.type.list_size, *values.shape[1:])
 
 
 def batch_to_numpy(batch: pa.RecordBatch | pa.Table, *,

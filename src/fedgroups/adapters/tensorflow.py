@@ -38,6 +38,9 @@ def _spec(tf: Any, name: str, t: pa.DataType) -> Any:
         return tf.TensorSpec((), tf.bool)
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         return tf.TensorSpec((), tf.as_dtype(t.to_pandas_dtype()))
+    if pa.types.is_fixed_size_list(t):  # fixed_size_list<float32, 64>: shape (64,)
+        inner = _spec(tf, name, t.value_type)
+        return tf.TensorSpec((t.list_size, *inner.shape), inner.dtype)
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         inner = _spec(tf, name, t.value_type)
         return tf.TensorSpec((None,), inner.dtype)

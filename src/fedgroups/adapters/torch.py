@@ -59,13 +59,21 @@ def _refuse_collate(batch: list[Any], *, collate_fn_map: Any = None) -> Any:
 default_collate_fn_map[GroupItem] = _refuse_collate
 
 
+def _is_tensor_type(t: pa.DataType) -> bool:
+    """Numbers, booleans, and fixed-size lists of them (``fixed_size_list<float32, 64>``
+    becomes an ``(n, 64)`` tensor); variable-length lists are not: they stay lists."""
+    if pa.types.is_fixed_size_list(t):
+        return _is_tensor_type(t.value_type)
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
 def batch_to_torch(batch: pa.RecordBatch | pa.Table) -> dict[str, Any]:
-    """Numeric columns as tensors (copied: Arrow memory is read-only), others as lists."""
+    """Numeric columns, and fixed-size lists of numbers, as tensors (copied: Arrow memory
+    is read-only); others as lists."""
     out: dict[str, Any] = {}
     for i, name in enumerate(batch.schema.names):
         col = batch.column(i)
-        t = col.type
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        if _is_tensor_type(col.type):
             out[name] = torch.from_numpy(np.array(column_to_numpy(col)))
         else:
             out[name] = column_values(col)
