@@ -347,6 +347,6 @@ def test_a_robust_aggregator_is_refused_across_ranks(user_module: Any) -> None:
         world_size = 2  # the check happens before any reduction
 
     fed = _federation({"strategy.aggregator": {"factory": f"{user_module.__name__}:Median"}})
-    fed.backend = TwoRanks()
+    fed.engine.work.backend = TwoRanks()
     with pytest.raises(ConfigError, match="Median replaces total.*'sequential' only"):
         fed.run_round(0)

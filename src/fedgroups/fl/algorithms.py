@@ -85,6 +85,10 @@ class ClientUpdate:
     steps: int
     finite: bool
     delta: Iterable[tuple[str, torch.Tensor]]  # lazily computed; consume once
+    # Algorithm extras, summed over the round's clients with weight 1 (fl/algorithm.py):
+    extras: Mapping[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    # What the client keeps until it takes part again (None: nothing); fl/algorithm.py.
+    state: Params | None = None
 
     def read_delta(self) -> ClientUpdate:
         """This update with its delta read out of the model now (a list), for when the model
@@ -202,6 +206,7 @@ class Aggregator:
 
     def __init__(self, template: Mapping[str, torch.Tensor]) -> None:
         self.sums: Params = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in template.items()}
+        self.extras: Params = {}  # sum over clients of ClientUpdate.extras (weight 1 each)
         self.stats = torch.zeros(len(STAT_NAMES), dtype=torch.float64)
 
     def stat(self, name: str) -> float:
@@ -221,6 +226,11 @@ class Aggregator:
             return
         for name, d in (update.delta if delta is None else delta):
             self.sums[name].add_(d.to(torch.float32), alpha=weight)
+        for name, e in update.extras.items():
+            if name in self.extras:
+                self.extras[name].add_(e.to(torch.float32))
+            else:
+                self.extras[name] = e.detach().to(torch.float32).clone()
         for name, value in (
             ("clients", 1), ("weight", weight), ("loss_sum", update.loss_sum),
             ("loss_tokens", update.loss_tokens), ("tokens", update.num_tokens),
@@ -231,21 +241,33 @@ class Aggregator:
     def merge(self, other: Aggregator) -> None:
         for n, s in other.sums.items():
             self.sums[n].add_(s)
+        for n, e in other.extras.items():
+            self.extras[n] = self.extras[n] + e if n in self.extras else e.clone()
         self.stats += other.stats
 
     def all_reduce(self) -> None:
         """Sum over all ranks of the default torch.distributed group (one flat buffer)."""
         import torch.distributed as dist
 
-        names = list(self.sums)
-        flat = torch.cat([self.sums[n].reshape(-1) for n in names])
-        dist.all_reduce(flat)
+        tensors = [*self.sums.values(), *(self.extras[n] for n in sorted(self.extras))]
+        if self.extras or tensors:
+            # Every rank must hold the same extras names: a rank whose clients were all
+            # skipped has none, so the names travel first.
+            names: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(names, {n: tuple(t.shape) for n, t in self.extras.items()})
+            for shapes in names:
+                for n, shape in shapes.items():
+                    self.extras.setdefault(n, torch.zeros(shape, dtype=torch.float32))
+            tensors = [*self.sums.values(), *(self.extras[n] for n in sorted(self.extras))]
+        if tensors:
+            flat = torch.cat([t.reshape(-1) for t in tensors])
+            dist.all_reduce(flat)
+            offset = 0
+            for t in tensors:
+                k = t.numel()
+                t.copy_(flat[offset : offset + k].view_as(t))
+                offset += k
         dist.all_reduce(self.stats)
-        offset = 0
-        for n in names:
-            k = self.sums[n].numel()
-            self.sums[n].copy_(flat[offset : offset + k].view_as(self.sums[n]))
-            offset += k
 
     def total(self) -> Params:
         """The weighted sum of deltas (a robust aggregator returns its estimate * weight)."""

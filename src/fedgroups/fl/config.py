@@ -8,6 +8,7 @@ strictly by ``fl/config_parse.py`` (:func:`from_dict`, re-exported here with
 from __future__ import annotations
 
 import copy
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +19,11 @@ from fedgroups.fl.errors import ConfigError
 
 OptimizerName = Literal["sgd", "momentum", "adam"]
 ScheduleName = Literal["constant", "warmup_cosine", "warmup_exponential"]
-AlgorithmName = Literal["fedavg", "fedsgd"]
+# Names of fl/algorithm.py's ALGORITHMS (kept here so a config error never imports torch).
+ALGORITHM_NAMES = ("fedavg", "fedsgd", "fedprox", "scaffold", "fedavgm", "fedadam", "fedyogi",
+                   "fedadagrad")
+AlgorithmName = str
+ServerOptimizerName = Literal["sgd", "momentum", "adam", "fedadam", "yogi", "adagrad"]
 WeightingName = Literal["uniform", "examples", "tokens"]
 PresetName = Literal["tiny", "mini", "small", "100m", "1b"]
 
@@ -172,18 +177,39 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig(OptimizerConfig):
+    # sgd (FedAvg with lr 1), momentum (FedAvgM), adam (torch's, bias-corrected), and
+    # Reddi et al.'s adaptive server rules fedadam / yogi / adagrad (fl/algos/fedopt.py)
+    optimizer: ServerOptimizerName = "sgd"  # type: ignore[assignment]
     lr: float = 1.0
     betas: tuple[float, float] = (0.9, 0.99)
+    tau: float = 1e-3  # adaptivity of fedadam / yogi / adagrad (Reddi et al.'s tau)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.tau > 0, f"server.tau must be > 0; got {self.tau}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AlgorithmConfig:
+    """``algorithm: {name: fedprox, mu: 0.01}`` or ``{factory: "pkg.mod:fn", ...}``.
+
+    Keys other than the ones below are the algorithm's own settings; they are kept in
+    ``params`` (config.yaml records them there, resolved with their defaults).
+    """
+
     name: AlgorithmName = "fedavg"
+    factory: str | None = None  # "package.module:callable" returning an Algorithm
     weighting: WeightingName = "tokens"
     # Parameter-name globs that stay local (not aggregated, not server-updated), e.g.
     # ["blocks.3.*"].  See docs/training.md for the hierarchical plan.
     local_params: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.factory is not None or self.name in ALGORITHM_NAMES,
+               f"algorithm.name: unknown algorithm {self.name!r}; built-ins: "
+               f"{', '.join(sorted(ALGORITHM_NAMES))} (or algorithm.factory: 'pkg.mod:fn')")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,12 +223,16 @@ class StrategyConfig:
     """
 
     processors: tuple[dict[str, Any], ...] = ()
-    aggregator: dict[str, Any] | None = None
+    aggregator: dict[str, Any] | None = None  # {name: median | trimmed_mean | krum} or factory
+    selection: dict[str, Any] | None = None  # {name: power_of_choice, ...} or factory
 
     def __post_init__(self) -> None:
-        for i, entry in enumerate(self.processors):
+        entries = [(f"strategy.processors.{i}", e) for i, e in enumerate(self.processors)]
+        entries += [(f"strategy.{k}", e) for k, e in (("aggregator", self.aggregator),
+                                                      ("selection", self.selection)) if e]
+        for where, entry in entries:
             _check(("name" in entry) != ("factory" in entry),
-                   f"strategy.processors.{i}: give exactly one of 'name' or 'factory'")
+                   f"{where}: give exactly one of 'name' or 'factory'")
 
 
 LoggerName = Literal["tensorboard", "wandb"]
@@ -274,5 +304,11 @@ def parse_config(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> 
     data = copy.deepcopy(data)
     for assignment in overrides:
         apply_override(data, assignment, yaml.safe_load)
+    algo = data.get("algorithm")
+    if isinstance(algo, dict):  # the algorithm's own settings go to algorithm.params
+        known = {f.name for f in dataclasses.fields(AlgorithmConfig)}
+        extra = {k: algo.pop(k) for k in [k for k in algo if k not in known]}
+        if extra:
+            algo["params"] = {**(algo.get("params") or {}), **extra}
     return from_dict(TrainConfig, data)
 

@@ -3,8 +3,11 @@
 A :class:`Strategy` is the federated algorithm as a few small pieces (after pfl-research,
 where privacy and clipping are postprocessors in a chain rather than subclasses):
 
-* ``local_update`` trains one participant from the global weights (FedAvg: local optimizer
-  steps; FedSGD: one full-batch gradient) and returns a ``ClientUpdate``;
+* ``algorithm`` (``fl/algorithm.py``) trains one participant from the global weights and
+  what the server sends it (FedAvg: local optimizer steps; FedSGD: one full-batch
+  gradient; FedProx, SCAFFOLD, ... in ``fl/algos/``) and returns a ``ClientUpdate``;
+* ``selection`` picks each round's cohort (default: uniform without replacement, a pure
+  function of (seed, round); ``power_of_choice`` in ``fl/algos/selection.py``);
 * ``weighting`` says how much that update counts (``"tokens"``, ``"examples"``,
   ``"uniform"`` or a function of the update);
 * ``processors`` transform each participant's delta (:meth:`UpdateProcessor.process_update`:
@@ -29,6 +32,7 @@ distributed run adds the same noise and a resumed run adds the noise it would ha
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,11 +43,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from fedgroups.fl.algorithms import Aggregator, ClientUpdate, Params, Server, client_update
+from fedgroups.fl.algorithm import Algorithm, make_algorithm
+from fedgroups.fl.algorithms import Aggregator, ClientUpdate, Params, Server
 from fedgroups.fl.config import ConfigError, OptimizerConfig, TrainConfig, WeightingName
 from fedgroups.fl.plugins import load_callable
 
-LocalUpdate = Callable[..., ClientUpdate]
 Weighting = WeightingName | Callable[[ClientUpdate], float]
 AggregatorFactory = Callable[[Mapping[str, torch.Tensor]], Aggregator]
 ServerFactory = Callable[[Mapping[str, torch.Tensor], OptimizerConfig], Server]
@@ -60,7 +64,8 @@ class RoundContext:
     round: int
     seed: int
     node: str = ""
-    num_participants: int = 0
+    num_participants: int = 0  # the cohort's size
+    num_members: int = 0  # clients (or sub-federations) the cohort is drawn from
 
     def generator(self, tag: str) -> torch.Generator:
         """A CPU generator seeded from (seed, round, node, tag); same on every rank."""
@@ -157,8 +162,9 @@ class GaussianDP(Processor):
     def __init__(self, clip_norm: float, noise_multiplier: float) -> None:
         if not clip_norm > 0:
             raise ConfigError(f"dp: clip_norm must be > 0; got {clip_norm}")
-        if not noise_multiplier >= 0:
-            raise ConfigError(f"dp: noise_multiplier must be >= 0; got {noise_multiplier}")
+        if not 0 <= noise_multiplier < math.inf:
+            raise ConfigError(f"dp: noise_multiplier must be finite and >= 0; got "
+                              f"{noise_multiplier}")
         self.clip = NormClip(clip_norm)
         self.noise_multiplier = float(noise_multiplier)
         self.rounds = 0  # noisy aggregates released so far (for an accountant)
@@ -194,33 +200,77 @@ class GaussianDP(Processor):
         self.rounds = int(state["rounds"])
 
 
-# Built-in processors by the ``name`` a config entry gives; values take the entry's kwargs.
-PROCESSORS: dict[str, Callable[..., UpdateProcessor]] = {
-    "clip": NormClip,
-    "dp": GaussianDP,
+class Selection(Protocol):
+    """Picks a round's cohort: ``cohort_size`` distinct indices in ``range(num_members)``.
+
+    ``probe(i)`` is the current global model's mean loss on member ``i``'s data (a forward
+    pass; None when the members are sub-federations, which have no data of their own).
+    """
+
+    def __call__(self, num_members: int, cohort_size: int, ctx: RoundContext,
+                 probe: Callable[[int], float] | None) -> list[int]: ...
+
+
+def uniform_selection(num_members: int, cohort_size: int, ctx: RoundContext,
+                      probe: Callable[[int], float] | None = None) -> list[int]:
+    """``min(cohort_size, num_members)`` indices without replacement, from (seed, round)."""
+    rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, ctx.round]))
+    return rng.choice(num_members, size=min(cohort_size, num_members), replace=False).tolist()
+
+
+# Built-ins by the ``name`` a config entry gives, as "module:callable" (imported when used);
+# the entry's other keys are the callable's keyword arguments.
+PROCESSORS: dict[str, str] = {
+    "clip": "fedgroups.fl.strategy:NormClip",
+    "dp": "fedgroups.fl.strategy:GaussianDP",
+    "dp_adaptive": "fedgroups.fl.algos.dp_adaptive:AdaptiveClipDP",
 }
-
-
-def fedavg_update(model: torch.nn.Module, data: Any, config: Any, **kw: Any) -> ClientUpdate:
-    """FedAvg's local update: client optimizer steps from the global weights."""
-    return client_update(model, data, config, "fedavg", **kw)
-
-
-def fedsgd_update(model: torch.nn.Module, data: Any, config: Any, **kw: Any) -> ClientUpdate:
-    """FedSGD's local update: one full-batch gradient (``delta = -gradient``)."""
-    return client_update(model, data, config, "fedsgd", **kw)
-
-
-LOCAL_UPDATES: dict[str, LocalUpdate] = {"fedavg": fedavg_update, "fedsgd": fedsgd_update}
+AGGREGATORS: dict[str, str] = {
+    "mean": "fedgroups.fl.algorithms:Aggregator",
+    "median": "fedgroups.fl.algos.robust:Median",
+    "trimmed_mean": "fedgroups.fl.algos.robust:TrimmedMean",
+    "krum": "fedgroups.fl.algos.robust:Krum",
+}
+SELECTIONS: dict[str, str] = {
+    "uniform": "fedgroups.fl.strategy:uniform_selection",
+    "power_of_choice": "fedgroups.fl.algos.selection:PowerOfChoice",
+}
+# Processors whose guarantee assumes the aggregate is the plain weighted sum.
+DP_PROCESSORS = ("dp", "dp_adaptive")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Strategy:
-    local_update: LocalUpdate = fedavg_update
+    algorithm: Algorithm = dataclasses.field(default_factory=Algorithm)
     weighting: Weighting = "tokens"
     processors: tuple[UpdateProcessor, ...] = ()
     aggregator: AggregatorFactory = Aggregator
-    server: ServerFactory = Server
+    server: ServerFactory | None = None  # None: the algorithm's / server.optimizer's rule
+    selection: Selection = uniform_selection
+
+    def make_server(self, params: Mapping[str, torch.Tensor], config: OptimizerConfig
+                    ) -> Server:
+        """The server optimizer over ``params``: ``server`` if given, else the rule the
+        algorithm implies (FedAdam, ...), else ``config.optimizer``."""
+        if self.server is not None:
+            return self.server(params, config)
+        from fedgroups.fl.algos.fedopt import make_server
+
+        return make_server(params, config, self.algorithm.server_optimizer)
+
+    def select(self, num_members: int, cohort_size: int, ctx: RoundContext,
+               probe: Callable[[int], float] | None) -> list[int]:
+        """The cohort, checked: distinct indices of existing members."""
+        chosen = [int(i) for i in self.selection(num_members, cohort_size, ctx, probe)]
+        bad = [i for i in chosen if not 0 <= i < num_members]
+        if bad or len(set(chosen)) != len(chosen) or not chosen and num_members:
+            what = (f"unknown member(s) {bad[:5]}" if bad else
+                    "duplicates" if len(set(chosen)) != len(chosen) else "no member")
+            raise ConfigError(
+                f"strategy.selection {getattr(self.selection, '__name__', self.selection)!r} "
+                f"returned {what} (round {ctx.round}, {num_members} members); it must return "
+                "distinct indices in range(num_members)")
+        return chosen
 
     def weight(self, update: ClientUpdate) -> float:
         if callable(self.weighting):
@@ -267,45 +317,109 @@ class Strategy:
             p.load_state_dict(s)
 
 
-def make_processor(entry: Mapping[str, Any], where: str) -> UpdateProcessor:
-    """A processor from a config entry: ``{name: clip, ...}`` or ``{factory: "m:f", ...}``."""
+def _resolve(entry: Mapping[str, Any], where: str, builtins: Mapping[str, str],
+             what: str) -> tuple[Callable[..., Any], dict[str, Any], str]:
+    """(callable, kwargs, label) of ``{name: ...}`` (a built-in) or ``{factory: "m:f"}``."""
     entry = dict(entry)
     name, factory = entry.pop("name", None), entry.pop("factory", None)
     if (name is None) == (factory is None):
-        raise ConfigError(f"{where}: give exactly one of 'name' (one of {sorted(PROCESSORS)}) "
+        raise ConfigError(f"{where}: give exactly one of 'name' (one of {sorted(builtins)}) "
                           "or 'factory' ('package.module:function')")
     if name is not None:
-        if name not in PROCESSORS:
-            raise ConfigError(f"{where}: unknown processor {name!r}; built-ins: "
-                              f"{', '.join(sorted(PROCESSORS))} (or use factory: 'pkg.mod:fn')")
-        fn: Callable[..., Any] = PROCESSORS[name]
-    else:
-        fn = load_callable(factory, f"{where}.factory")
+        if name not in builtins:
+            raise ConfigError(f"{where}: unknown {what} {name!r}; built-ins: "
+                              f"{', '.join(sorted(builtins))} (or use factory: 'pkg.mod:fn')")
+        return load_callable(builtins[name], f"{where}.name"), entry, name
+    return load_callable(factory, f"{where}.factory"), entry, factory
+
+
+def _call(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> Any:
+    from fedgroups.fl.algorithm import valid_settings
+
+    valid = valid_settings(fn)
+    unknown = sorted(set(kwargs) - set(valid)) if valid else []
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(v for v in valid if v != 'template')}")
     try:
-        proc = fn(**entry)
+        return fn(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def make_processor(entry: Mapping[str, Any], where: str) -> UpdateProcessor:
+    """A processor from a config entry: ``{name: clip, ...}`` or ``{factory: "m:f", ...}``."""
+    fn, kwargs, label = _resolve(entry, where, PROCESSORS, "processor")
+    proc = _call(fn, kwargs, where)
     if not all(callable(getattr(proc, m, None)) for m in ("process_update", "process_aggregate")):
-        raise ConfigError(f"{where}: {name or factory} returned {type(proc).__name__}, not an "
+        raise ConfigError(f"{where}: {label} returned {type(proc).__name__}, not an "
                           "update processor (subclass fedgroups.fl.strategy.Processor)")
     return proc
 
 
+def make_aggregator(entry: Mapping[str, Any], where: str) -> AggregatorFactory:
+    """``{name: median}`` / ``{factory: "m:f", ...}``: ``fn(template, **kwargs)``."""
+    fn, kwargs, _ = _resolve(entry, where, AGGREGATORS, "aggregator")
+    if kwargs:
+        from fedgroups.fl.algorithm import valid_settings
+
+        valid = valid_settings(fn)
+        unknown = sorted(set(kwargs) - set(valid)) if valid else []
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid: "
+                              f"{', '.join(v for v in valid if v != 'template') or '(none)'}")
+        try:
+            fn({}, **kwargs)  # settings are checked now, not in the first round
+        except (TypeError, ValueError, ConfigError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+        return partial(fn, **kwargs)
+    return fn
+
+
+def make_selection(entry: Mapping[str, Any], where: str) -> Selection:
+    fn, kwargs, label = _resolve(entry, where, SELECTIONS, "selection")
+    if fn is uniform_selection:
+        if kwargs:
+            raise ConfigError(f"{where}: uniform takes no settings; got {sorted(kwargs)}")
+        return uniform_selection
+    sel = _call(fn, kwargs, where)
+    if not callable(sel):
+        raise ConfigError(f"{where}: {label} returned {type(sel).__name__}, not a selection "
+                          "(a callable (num_members, cohort_size, ctx, probe) -> indices)")
+    return sel
+
+
 def strategy_from_config(config: TrainConfig) -> Strategy:
-    """The strategy a config describes: algorithm, weighting, processors, aggregator."""
+    """The strategy a config describes: algorithm, weighting, processors, aggregator,
+    selection.  Every plug-in is imported and constructed here, so a bad one fails
+    before a run starts."""
+    st = config.strategy
+    algo_cfg = config.algorithm
+    algorithm = make_algorithm(algo_cfg.name, algo_cfg.factory, algo_cfg.params)
     processors = tuple(make_processor(e, f"strategy.processors.{i}")
-                       for i, e in enumerate(config.strategy.processors))
+                       for i, e in enumerate(st.processors))
     aggregator: AggregatorFactory = Aggregator
-    if config.strategy.aggregator is not None:
-        kwargs = dict(config.strategy.aggregator)
-        spec = kwargs.pop("factory", None)
-        if spec is None:
-            raise ConfigError("strategy.aggregator: needs factory: 'package.module:function'")
-        fn = load_callable(spec, "strategy.aggregator.factory")
-        aggregator = partial(fn, **kwargs) if kwargs else fn
+    if st.aggregator is not None:
+        aggregator = make_aggregator(st.aggregator, "strategy.aggregator")
+    dp = [e.get("name") for e in st.processors if e.get("name") in DP_PROCESSORS]
+    if dp and aggregator is not Aggregator:
+        raise ConfigError(
+            f"strategy.aggregator {st.aggregator.get('name') or st.aggregator.get('factory')!r}"
+            f" with strategy processor {dp[0]!r}: the DP guarantee assumes the noised "
+            "aggregate is the plain sum of clipped updates; use the default aggregator with DP")
+    if algorithm.server_optimizer is not None and config.server.optimizer not in (
+            "sgd", algorithm.server_optimizer):
+        raise ConfigError(
+            f"algorithm {algorithm.name!r} sets the server optimizer "
+            f"({algorithm.server_optimizer}); server.optimizer {config.server.optimizer!r} "
+            "contradicts it: leave server.optimizer unset, or use algorithm fedavg with "
+            f"server.optimizer: {config.server.optimizer}")
+    selection = (make_selection(st.selection, "strategy.selection")
+                 if st.selection is not None else uniform_selection)
     return Strategy(
-        local_update=LOCAL_UPDATES[config.algorithm.name],
-        weighting=config.algorithm.weighting,
+        algorithm=algorithm,
+        weighting=algo_cfg.weighting,
         processors=processors,
         aggregator=aggregator,
+        selection=selection,
     )

@@ -23,6 +23,7 @@ same number of client updates (exactly, when every federation takes all its chil
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -156,12 +157,20 @@ def flat_budget(plan: Plan) -> tuple[int, int]:
 
 
 def build_nodes(plan: Plan, config: TrainConfig, hierarchy: HierarchyConfig, shared: Shared,
-                init: dict[str, Any]) -> tuple[FedNode, dict[str, Settings]]:
+                init: dict[str, Any], strategy: Strategy | None = None,
+                ) -> tuple[FedNode, dict[str, Settings]]:
     """The runnable tree for ``hierarchy.method`` and the settings each node uses.
 
-    For ``fl`` the runner calls the root's ``run_round`` P times per outer round.
+    For ``fl`` the runner calls the root's ``run_round`` P times per outer round.  Every
+    leaf federation gets its own strategy (its own algorithm state and processor
+    counters): built from the config, or a copy of ``strategy`` when one is passed in.
+    Sub-federations' deltas are averaged as given (weighting and the node's DP only).
     """
-    base = strategy_from_config(config)
+
+    def leaf_strategy() -> Strategy:
+        return strategy_from_config(config) if strategy is None else copy.deepcopy(strategy)
+
+    base = leaf_strategy()
     if hierarchy.method == "fl":
         p, u = flat_budget(plan)
         root = plan.tree
@@ -181,12 +190,14 @@ def build_nodes(plan: Plan, config: TrainConfig, hierarchy: HierarchyConfig, sha
         s = plan.settings[node.path]
         total = total * (1 if node.level == 0 else s.rounds)
         dp = make_processor(s.privacy) if s.privacy is not None else None
-        processors = (base.processors if node.is_leaf else ()) + ((dp,) if dp else ())
-        strategy = dataclasses.replace(base, weighting=s.weighting, processors=processors)
-        if not node.is_leaf:
-            strategy = Strategy(weighting=s.weighting)  # sub-federations' deltas, as given
+        if node.is_leaf:
+            own = leaf_strategy()
+            own = dataclasses.replace(own, weighting=s.weighting,
+                                      processors=own.processors + ((dp,) if dp else ()))
+        else:  # sub-federations' deltas, as given
+            own = Strategy(weighting=s.weighting, processors=(dp,) if dp else ())
         return FedNode(path=node.path, level=node.level, settings=s, shared=shared,
-                       strategy=strategy, dp=dp,
+                       strategy=own, dp=dp,
                        children=[make(c, total) for c in node.children],
                        clients=train.get(node.path, ()), init=init, total_rounds=total,
                        is_root=node.level == 0)

@@ -1,9 +1,9 @@
 """A federation as a participant: receive weights, run own rounds, return an update.
 
 Every node of the tree is a :class:`FedNode`.  One round of a node is the flat trainer's
-round with the flat trainer's pieces (``cohort_keys``, ``client_seed``, the strategy's
-local update / weighting / processors / aggregator, ``Server``, ``server_lr``); a child is
-either a client (a group, trained by ``client_update``) or a sub-federation, whose
+round — the same :class:`~fedgroups.fl.engine.RoundEngine` (selection, the algorithm's
+client update, processors, aggregation, server step); a child is
+either a client (a group) or a sub-federation, whose
 ``participate`` returns a ``ClientUpdate`` like a client's: ``delta`` = its backbone after
 its rounds minus the backbone it received, weighted by its tokens.
 
@@ -32,17 +32,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fedgroups.fl.algorithms import ClientUpdate, Params, Server, load_params, make_optimizer
-from fedgroups.fl.client_data import pack_client
+from fedgroups.fl.algorithms import ClientUpdate, Params, Server, make_optimizer
+from fedgroups.fl.backends import Backend, SequentialBackend
+from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.client_pool import ClientPool
 from fedgroups.fl.config import TrainConfig
-from fedgroups.fl.federation import NonFiniteLossError, client_seed, cohort_keys
+from fedgroups.fl.engine import ClientWork, RoundEngine
+from fedgroups.fl.errors import NonFiniteLossError
 from fedgroups.fl.hierarchy import attention, residual
 from fedgroups.fl.hierarchy.config import Settings
 from fedgroups.fl.hierarchy.privacy import dp_epsilon, sampling_rate
 from fedgroups.fl.hierarchy.records import AttentionRecord
-from fedgroups.fl.schedules import server_lr
-from fedgroups.fl.strategy import RoundContext, Strategy
+from fedgroups.fl.strategy import Strategy
+
+__all__ = ["FedNode", "NonFiniteLossError", "Shared", "node_seed"]
 
 MixMode = Literal["attention", "mean", "none"]
 COUNTERS = ("clients", "skipped", "tokens", "data_tokens", "examples", "steps", "loss_sum",
@@ -74,6 +77,25 @@ class Shared:
     root_round: int = 0  # set by the runner: attention records name it
     level_backbones: dict[int, dict[str, torch.nn.Parameter]] = field(default_factory=dict)
     pool: ClientPool | None = None  # run.client_threads > 1: leaf clients trained at once
+    # Leaf clients of a round spread over ranks (cohort position i on rank i % world);
+    # every rank walks the same tree and reduces each leaf round's aggregate.
+    backend: Backend = field(default_factory=SequentialBackend)
+    _work: ClientWork | None = None
+
+    def work(self) -> ClientWork:
+        """How leaf clients are trained (the scratch model, threads, ranks): one per run."""
+        if self._work is None:
+            self._work = ClientWork(model=self.model, device=self.device,
+                                    threads=self.config.run.client_threads,
+                                    backend=self.backend, _pool=self.pool)
+        return self._work
+
+    def client_data(self, client: tuple[Any, Any]) -> ClientData:
+        dataset, key = client
+        cfg = self.config
+        return pack_client(dataset.group(key), self.tokenizer, text_column=cfg.data.text_column,
+                           seq_len=cfg.model.seq_len, max_sequences=cfg.client.max_sequences,
+                           eos_id=self.eos_id)
 
     def level_backbone(self, level: int, init: Params) -> dict[str, torch.nn.Parameter]:
         """One set of backbone tensors per tree level, shared by that level's servers.
@@ -102,7 +124,7 @@ class FedNode:
         self.is_leaf = not self.children
         self.seed = node_seed(shared.config.seed, path, is_root)
         self.names = shared.backbone + shared.key_names if self.is_leaf else shared.backbone
-        self.server = (strategy.server({n: init[n] for n in self.names}, settings.server)
+        self.server = (strategy.make_server({n: init[n] for n in self.names}, settings.server)
                        if self.names else None)
         # Only the default Server is known to keep its tensors in ``params``.
         self.shares_backbone = (not is_root and type(self.server) is Server
@@ -123,6 +145,10 @@ class FedNode:
         self.last_lr = math.nan
         self.seconds = 0.0
         self.processor_metrics: dict[str, float] = {}
+        self.engine = RoundEngine(
+            strategy=strategy, server=self.server, names=self.names, seed=self.seed,
+            node=path, cohort_size=settings.cohort_size, work=shared.work(),
+            data_of=shared.client_data, client=shared.config.client)
 
     # --- key layers --------------------------------------------------------------------
 
@@ -178,56 +204,34 @@ class FedNode:
         t0 = time.perf_counter()
         r = self.rounds_done
         s = self.settings
-        members: Sequence[Any] = self.clients if self.is_leaf else self.children
-        cohort = cohort_keys(tuple(range(len(members))), s.cohort_size, self.seed, r)
-        ctx = RoundContext(round=r, seed=self.seed, node=self.path, num_participants=len(cohort))
-        start = ({n: t.clone() for n, t in self.server.snapshot().items()}
-                 if self.server is not None else {})
-        aggregate = self.strategy.aggregator(start)
         counts = dict.fromkeys(COUNTERS, 0.0)
-        took_part: list[tuple[FedNode, float]] = []
-        first_bad = None
-        leaf_updates = self._leaf_updates(members, cohort, start, r) if self.is_leaf else None
-        for index in cohort:
-            if leaf_updates is not None:
-                update = next(leaf_updates)
-                if update is None:
-                    aggregate.count("skipped")
-                    counts["skipped"] += 1
-                    continue
-                counts["clients"] += 1
-            else:
-                child = members[index]
+        if self.is_leaf:
+            res = self.engine.run_round(r, self.clients, server_config=s.server,
+                                        total_rounds=self.total_rounds)
+            agg = res.aggregate
+            counts["clients"] = agg.stat("clients") + agg.stat("nonfinite")
+            counts["skipped"] = agg.stat("skipped")
+            for k in ("tokens", "examples", "steps", "loss_sum"):
+                counts[k] = agg.stat({"tokens": "loss_tokens"}.get(k, k))
+            counts["data_tokens"] = agg.stat("tokens")
+        else:
+            def participate(index: int, start: Params) -> ClientUpdate | None:
+                child = self.children[index]
                 update, child_counts = child.participate(
                     {n: start[n] for n in self.shared.backbone}, self.pools.get(child.path, []))
                 for k in COUNTERS:
                     if k != "inner_rounds":
                         counts[k] += child_counts[k]
-                if child_counts["clients"] == 0:  # every client it sampled was skipped
-                    aggregate.count("skipped")
-                    continue
-            if not update.finite:
-                first_bad = update.key if first_bad is None else first_bad
-                aggregate.add(update, 0.0)
-                continue
-            weight = self.strategy.weight(update)
-            aggregate.add(update, weight, self.strategy.process_update(update, ctx))
-            if not self.is_leaf:
-                took_part.append((members[index], weight))
-        if aggregate.stat("nonfinite") > 0:
-            raise NonFiniteLossError(
-                f"federation {self.path!r}, its round {r}: non-finite training loss in "
-                f"{int(aggregate.stat('nonfinite'))} client(s) (e.g. {first_bad!r})")
-        if self.is_leaf:
-            for k in ("tokens", "examples", "steps", "loss_sum"):
-                counts[k] = aggregate.stat({"tokens": "loss_tokens"}.get(k, k))
-            counts["data_tokens"] = aggregate.stat("tokens")
-        lr = server_lr(s.server.schedule, s.server.lr, r, max(self.total_rounds, 1))
-        # No step when nobody contributed weight (every sampled client skipped or empty).
-        if self.server is not None and aggregate.stat("clients") > 0 and aggregate.stat("weight") > 0:
-            self.server.step(self.strategy.mean_delta(aggregate, ctx), lr)
-            self.last_lr = lr
-            self.processor_metrics = self.strategy.metrics()
+                # every client it sampled was skipped: the sub-federation is skipped
+                return None if child_counts["clients"] == 0 else update
+
+            res = self.engine.run_round(r, self.children, server_config=s.server,
+                                        total_rounds=self.total_rounds,
+                                        participate=participate)
+        if res.stepped:
+            self.last_lr = res.lr
+            self.processor_metrics = res.metrics
+        took_part = [(self.children[i], w) for i, w in res.took_part] if not self.is_leaf else []
         if took_part and self.mixes_keys():
             self._mix_keys(sorted(took_part, key=lambda cw: cw[0].path), r)
         subs = [c for c in self.children if c.mixes_keys()]
@@ -242,37 +246,6 @@ class FedNode:
         self.cumulative["steps"] += counts["steps"]
         self.seconds += time.perf_counter() - t0
         return counts
-
-    def _leaf_updates(self, members: Sequence[Any], cohort: list[int], start: Params, r: int,
-                      ) -> Iterator[ClientUpdate | None]:
-        """The cohort's client updates in cohort order (None: skipped), one at a time on the
-        run's scratch model or ``run.client_threads`` at once (bit-identical)."""
-        pool = self.shared.pool
-        if pool is None:
-            for pos, index in enumerate(cohort):
-                yield self._client_update(members[index], start, r, pos, self.shared.model)
-            return
-
-        def train(model: torch.nn.Module, at: tuple[int, int]) -> ClientUpdate | None:
-            update = self._client_update(members[at[1]], start, r, at[0], model)
-            return None if update is None else update.read_delta()  # the model moves on
-
-        yield from pool.ordered(train, enumerate(cohort))
-
-    def _client_update(self, client: tuple[Any, Any], start: Params, r: int, pos: int,
-                       model: torch.nn.Module) -> ClientUpdate | None:
-        cfg, sh = self.shared.config, self.shared
-        dataset, key = client
-        data = pack_client(dataset.group(key), sh.tokenizer, text_column=cfg.data.text_column,
-                           seq_len=cfg.model.seq_len, max_sequences=cfg.client.max_sequences,
-                           eos_id=sh.eos_id)
-        if data.num_sequences < cfg.client.min_sequences:
-            return None
-        load_params(model, start)
-        return self.strategy.local_update(
-            model, data, cfg.client, start=start, aggregated=self.names, device=sh.device,
-            generator=torch.Generator().manual_seed(client_seed(self.seed, r, pos)),
-        )
 
     def _mix_keys(self, took_part: list[tuple[FedNode, float]], r: int) -> None:
         rows = [c.own_keys() for c, _ in took_part]
@@ -321,7 +294,7 @@ class FedNode:
             "server": server,
             "keys": self.keys,
             "rounds_done": self.rounds_done,
-            "strategy": self.strategy.state_dict(),
+            **{k: v for k, v in self.engine.state_dict().items()},
             "pools": {k: [p.state_dict() for p in v] for k, v in self.pools.items()},
             "offered": [p.state_dict() for p in self.offered],
             "cumulative": dict(self.cumulative),
@@ -334,7 +307,7 @@ class FedNode:
                 {**saved, "params": {**self.server.snapshot(), **saved["params"]}})
         self.keys = {n: t.clone() for n, t in state["keys"].items()}
         self.rounds_done = int(state["rounds_done"])
-        self.strategy.load_state_dict(state["strategy"])
+        self.engine.load_state_dict(state)
         self.pools = {k: [residual.Residual.from_state(p) for p in v]
                       for k, v in state["pools"].items()}
         self.offered = [residual.Residual.from_state(p) for p in state["offered"]]
