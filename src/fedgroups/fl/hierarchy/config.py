@@ -46,15 +46,6 @@ class PrivacyConfig:
     noise_multiplier: float  # sigma: noise std is sigma * C on the sum of updates
     delta: float = 1e-5  # epsilon is reported at this delta
 
-    def __post_init__(self) -> None:
-        # Parsed, not only resolved: an infinite sigma would train a round and then stop
-        # with "non-finite loss"; a NaN compares false with everything below.
-        _check(math.isfinite(self.noise_multiplier),
-               f"privacy.noise_multiplier must be a finite number; got {self.noise_multiplier}")
-        _check(not math.isnan(self.clip_norm),
-               f"privacy.clip_norm must be a number; got {self.clip_norm}")
-        _check(math.isfinite(self.delta), f"privacy.delta must be in (0, 1); got {self.delta}")
-
     def check(self, where: str) -> None:
         """Checked when a node resolves its settings, so the message names the node."""
         for ok, message in (
@@ -127,7 +118,27 @@ def parse_hierarchy(data: Mapping[str, Any]) -> HierarchyConfig:
     """Strictly parse the ``hierarchy:`` mapping (errors name ``hierarchy.<setting>``)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"setting 'hierarchy' must be a mapping; got {data!r}")
-    return from_dict(HierarchyConfig, dict(data), prefix="hierarchy.")
+    hierarchy = from_dict(HierarchyConfig, dict(data), prefix="hierarchy.")
+    _check_finite_privacy(hierarchy)
+    return hierarchy
+
+
+def _check_finite_privacy(hierarchy: HierarchyConfig) -> None:
+    """Non-finite DP settings are refused when parsed: an infinite sigma would train a round
+    and then stop as "non-finite loss"; a NaN passes every range check."""
+    layers: list[tuple[str, NodeSettings]] = [
+        *((f"level_settings.{i}", s) for i, s in enumerate(hierarchy.level_settings)),
+        *((f"nodes.{i}", s) for i, s in enumerate(hierarchy.nodes)),
+        *((f"node_settings.{k}", s) for k, s in hierarchy.node_settings.items())]
+    for where, layer in layers:
+        p = layer.privacy
+        if p is None:
+            continue
+        for name, value, ok in (("noise_multiplier", p.noise_multiplier,
+                                 math.isfinite(p.noise_multiplier)),
+                                ("clip_norm", p.clip_norm, not math.isnan(p.clip_norm)),
+                                ("delta", p.delta, math.isfinite(p.delta))):
+            _check(ok, f"hierarchy.{where}.privacy.{name} must be a finite number; got {value}")
 
 
 def resolved_config_dict(config: TrainConfig, hierarchy: HierarchyConfig) -> dict[str, Any]:
