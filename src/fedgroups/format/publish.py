@@ -11,8 +11,10 @@ Every folder a build leaves beside OUT is named ``.NAME.fedgroups-staging-PID-HO
 build in progress, or after the exchange the old dataset) or ``.NAME.fedgroups-old-PID-HOST-ID``
 (the old dataset moved aside by the two-rename path). :func:`recover` — run by every build
 before it starts — deals with those of dead processes for every NAME in the folder: it
-restores a complete one to a missing NAME, and deletes the rest only when NAME holds a
-complete dataset. It never deletes a complete dataset that is the only one left.
+restores a complete old one (``-old-``) to a missing NAME, and deletes the rest — a staging
+folder is never published by a recovery, even complete: its build never switched, so
+rerunning it must find NAME as it was. A complete leftover is kept only while NAME holds
+something that is not a complete dataset (someone put it there).
 
 ``FEDGROUPS_TEST_FAULT=STEP`` kills the process (``os._exit``) when it reaches STEP (one
 of :data:`STEPS`), and ``FEDGROUPS_TEST_NO_EXCHANGE=1`` forces the two-rename path: the
@@ -97,6 +99,11 @@ def check_output(out: str, overwrite: bool) -> None:
 def _check_replaceable(out: str, overwrite: bool) -> None:
     if not os.path.lexists(out):
         return
+    if os.path.islink(out):
+        raise OutputExistsError(
+            f"{out} is a symbolic link (to {os.path.realpath(out)}); a build does not "
+            "replace a link, with or without --overwrite: build to the folder it points to, "
+            "or remove the link first")
     dataset = os.path.isdir(out) and is_dataset(out)
     if not overwrite:
         what = "a grouped dataset" if dataset else "a directory" if os.path.isdir(out) \
@@ -157,33 +164,47 @@ def recover(out: str) -> list[str]:
     done: list[str] = []
     for name, entries in _leftovers(parent).items():
         dead = [e for e, owner in entries if not _owner_alive(owner, os.path.join(parent, e))]
-        if not dead:
-            continue
-        target = os.path.join(parent, name)
-        if not os.path.lexists(target):
-            complete = [e for e in dead if is_complete(os.path.join(parent, e))]
-            # The old dataset a publish moved aside comes first: the build that moved it
-            # never finished, so the dataset the user had is the one to restore.
-            complete.sort(key=lambda e: (_OLD not in e, -_mtime(os.path.join(parent, e))))
-            if complete:
-                os.rename(os.path.join(parent, complete[0]), target)
-                _fsync_dir(parent)
-                fault_point("recover:restored")
-                done.append(f"restored {target} from {complete[0]}, left by a build that "
-                            "was killed while publishing")
-                dead.remove(complete[0])
-        target_complete = is_complete(target)
-        for entry in dead:
-            path = os.path.join(parent, entry)
-            if not target_complete and is_complete(path):
-                done.append(f"kept {path}: a complete dataset, while {target} is not one; "
-                            "move it into place or delete it yourself")
-                continue
-            size = _tree_bytes(path)
-            _remove_tree(path)
-            done.append(f"removed {path} ({size / 2**20:.1f} MiB), left by a killed build")
+        if dead:
+            done += _recover_name(parent, name, dead)
     for line in done:
         _say(line)
+    return done
+
+
+def _is_aside(entry: str) -> bool:
+    """Is this leftover an old dataset a publish moved aside (``A``; the protocol before
+    host names put it at the staging name plus ``-old``), rather than a build's own
+    staging folder (``S``)?"""
+    return _OLD in entry or entry.endswith("-old")
+
+
+def _recover_name(parent: str, name: str, dead: list[str]) -> list[str]:
+    """Recovery rules R1 and R2 (docs/format.md) for the dead leftovers of one NAME."""
+    done: list[str] = []
+    target = os.path.join(parent, name)
+    if not os.path.lexists(target):
+        # R1: only a dataset a publish moved aside goes back. A staging folder, complete or
+        # not, is a build that never switched: it was not published, so it is not now.
+        aside = [e for e in dead if _is_aside(e) and is_complete(os.path.join(parent, e))]
+        aside.sort(key=lambda e: -_mtime(os.path.join(parent, e)))
+        if aside:
+            os.rename(os.path.join(parent, aside[0]), target)
+            _fsync_dir(parent)
+            fault_point("recover:restored")
+            done.append(f"restored {target} from {aside[0]}, left by a build that was "
+                        "killed while publishing")
+            dead.remove(aside[0])
+    # R2: keep a complete leftover only while something that is not a dataset sits at NAME
+    keep_complete = os.path.lexists(target) and not is_complete(target)
+    for entry in dead:
+        path = os.path.join(parent, entry)
+        if keep_complete and is_complete(path):
+            done.append(f"kept {path}: a complete dataset, while {target} is not one; "
+                        "move it into place or delete it yourself")
+            continue
+        size = _tree_bytes(path)
+        _remove_tree(path)
+        done.append(f"removed {path} ({size / 2**20:.1f} MiB), left by a killed build")
     return done
 
 
@@ -208,7 +229,11 @@ def make_staging(out: str) -> str:
 
 
 def publish(staging: str, out: str, overwrite: bool) -> None:
-    """Put a finished staging folder (manifest inside) at OUT; see the module docstring."""
+    """Put a finished staging folder (manifest inside) at OUT; see the module docstring.
+
+    An exception at any step (an OSError, Ctrl-C) leaves OUT as a kill there would, never
+    absent when it held a dataset: the two-rename path puts the old dataset back, and once
+    OUT holds the new one the old one is deleted before the exception goes on."""
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     _fsync_tree(staging)
@@ -221,18 +246,32 @@ def publish(staging: str, out: str, overwrite: bool) -> None:
     _check_replaceable(out, overwrite)
     if _exchange(staging, out):
         _fsync_dir(parent)
-        fault_point("publish:exchanged")
-        old = staging  # the old dataset now lives under the staging folder's name
+        old, step = staging, "publish:exchanged"  # the old dataset now has S's name
     else:
-        old = os.path.join(parent, os.path.basename(staging).replace(_STAGING, _OLD))
-        os.rename(out, old)
-        _fsync_dir(parent)
+        old, step = _two_renames(staging, out), "publish:placed-new"
+    try:
+        fault_point(step)
+    finally:
+        _remove_tree(old, fault="publish:old-unlisted")
+    fault_point("publish:done")
+
+
+def _two_renames(staging: str, out: str) -> str:
+    """Move OUT aside, then the staging folder to OUT; return where the old dataset is.
+    An exception between the two puts the old dataset back at OUT."""
+    parent = os.path.dirname(out)
+    old = os.path.join(parent, os.path.basename(staging).replace(_STAGING, _OLD))
+    os.rename(out, old)
+    _fsync_dir(parent)
+    try:
         fault_point("publish:moved-old")
         os.rename(staging, out)
+    except BaseException:
+        os.rename(old, out)
         _fsync_dir(parent)
-        fault_point("publish:placed-new")
-    _remove_tree(old, fault="publish:old-unlisted")
-    fault_point("publish:done")
+        raise
+    _fsync_dir(parent)
+    return old
 
 
 def _remove_tree(path: str, fault: str = "recover:unlisted") -> None:
@@ -244,8 +283,10 @@ def _remove_tree(path: str, fault: str = "recover:unlisted") -> None:
     if os.path.exists(manifest):
         os.remove(manifest)
         _fsync_dir(path)
-    fault_point(fault)
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        fault_point(fault)
+    finally:  # an exception here still deletes the files (a kill leaves them to recovery)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 _RENAME_EXCHANGE = 2
