@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,8 +127,14 @@ def client_update(
     aggregated: Sequence[str],
     generator: torch.Generator,
     device: torch.device | str = "cpu",
+    after_backward: Callable[[], None] | None = None,
 ) -> ClientUpdate:
-    """Train ``model`` (already loaded with ``start``) on ``data``; return its update."""
+    """Train ``model`` (already loaded with ``start``) on ``data``; return its update.
+
+    ``after_backward`` runs after every backward pass, before gradient clipping and the
+    optimizer step: an algorithm's change to the gradients (FedProx's proximal pull,
+    SCAFFOLD's correction) without a loop of its own.
+    """
     if data.num_sequences == 0:  # the loop below would never end
         raise ValueError(f"client {data.key!r} has no sequences to train on; skip clients "
                          "below client.min_sequences (>= 1) before calling client_update")
@@ -149,6 +155,8 @@ def client_update(
                 return _nonfinite(data, loss_sum, loss_tokens, steps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if after_backward is not None:
+                after_backward()
             if config.grad_clip_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
             opt.step()
