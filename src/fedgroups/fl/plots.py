@@ -124,5 +124,5 @@ def _pre_post(ax: Any, pre: list[float], post: list[float]) -> None:
                Line2D([], [], color="C1", label="median"),
                Line2D([], [], color="C2", marker="^", linestyle="", label="mean"),
                Line2D([], [], color="black", label="box: 25–75%, whiskers: 1.5 IQR")]
-    ax.legend(handles=handles, fontsize=8, loc="upper right",
+    ax.legend(handles=handles, fontsize=8, loc="best",
               title=f"{better} of {len(lows)} clients improved", title_fontsize=8)

@@ -46,6 +46,8 @@ IGNORED = frozenset({"output_dir", "seed", "run.progress", "run.loggers",
                      "run.client_threads"})
 # Settings that make the method: runs that differ only here are compared as rows.
 METHOD_PREFIXES = ("hierarchy.method", "algorithm.", "server.schedule.")
+# The dataset's identity besides data.path: its index checksum, where the runs record it.
+_DIGEST = "data.index_sha256"
 # Differing settings named in the printed header of an experiment (all in compare.md).
 _SHOWN_SETTINGS = 8
 
@@ -75,7 +77,7 @@ def experiment_settings(run: Run) -> dict[str, str]:
     settings["kind"] = json.dumps(run.kind)
     digest = index_digest(run)
     if digest is not None:
-        settings["data.index_sha256"] = json.dumps(digest)
+        settings[_DIGEST] = json.dumps(digest)
     return settings
 
 
@@ -127,7 +129,7 @@ def group_experiments(runs: Sequence[Run]) -> list[Experiment]:
     signatures = [experiment_settings(r) for r in runs]
     if any(index_digest(r) is None for r in runs):  # compare by data.path alone
         for s in signatures:
-            s.pop("data.index_sha256", None)
+            s.pop(_DIGEST, None)
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(signatures):
         groups.setdefault(json.dumps(s, sort_keys=True), []).append(i)

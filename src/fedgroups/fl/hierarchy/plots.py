@@ -41,8 +41,8 @@ KNOWN_METHODS = ("fl", "hierfavg", "fedper", "local", "worldlm", "worldlm-noresi
                  "worldlm-mean", "fedavg", "fedsgd")
 _KNOWN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                   "#e377c2", "#bcbd22", "#17becf")
-_OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
-                  "#e6550d", "#31a354", "#756bb1", "#636363", "#ad494a", "#5254a3")
+_OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#000000",
+                  "#9edae5", "#ffbb78", "#98df8a", "#c5b0d5", "#f7b6d2", "#7f7f7f")
 
 
 def method_colour(method: str) -> str:
@@ -83,8 +83,8 @@ def plot_perplexity(rows: Sequence[Row], leaves: Sequence[str], path: Path) -> P
     per = len(panels[0])
     width_in = min(_MAX_WIDTH_IN, max(7.0, 1.5 + per * (0.3 * m + 0.4)))
     whiskers = any(len(r.runs) > 1 for r in rows)
-    legend_rows = math.ceil(m / 4)
-    top_in = 0.45 + 0.3 * legend_rows  # title, then the legend above the panels
+    legend_cols = _legend_columns([r.method for r in rows], width_in)
+    top_in = 0.3 + 0.28 * math.ceil(m / legend_cols)  # title, then the legend, then panels
     height_in = top_in + 3.2 * len(panels)
     with plt.rc_context(_FONT):
         fig, axes = plt.subplots(len(panels), 1, figsize=(width_in, height_in),
@@ -97,12 +97,19 @@ def plot_perplexity(rows: Sequence[Row], leaves: Sequence[str], path: Path) -> P
         fig.suptitle("each leaf federation's model on its own held-out groups "
                      "(lower is better)", y=1 - 0.08 / height_in, va="top")
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=min(m, 4), frameon=False,
-                   bbox_to_anchor=(0.5, 1 - 0.4 / height_in))
-        fig.tight_layout(rect=(0, 0, 1, 1 - top_in / height_in))
+        fig.legend(handles, labels, loc="upper center", ncol=legend_cols, frameon=False,
+                   bbox_to_anchor=(0.5, 1 - 0.35 / height_in))
+        fig.tight_layout(rect=(0, 0, 1, 1 - top_in / height_in), pad=0.6)
         fig.savefig(path, dpi=_DPI)
         plt.close(fig)
     return path
+
+
+def _legend_columns(methods: Sequence[str], width_in: float) -> int:
+    """Columns of a legend above the figure: at most 5, as many as fit, rows balanced."""
+    per_item = 0.8 + 0.085 * max((len(m) for m in methods), default=1)  # inches, font 10
+    cols = max(1, min(5, len(methods), int((width_in - 0.3) // per_item)))
+    return math.ceil(len(methods) / math.ceil(len(methods) / cols))
 
 
 def _bars(ax: Any, rows: Sequence[Row], groups: Sequence[str], whiskers: bool) -> None:
@@ -132,6 +139,8 @@ def plot_losses(rows: Sequence[Row], path: Path) -> Path:
     right: the mean held-out loss against the round. One colour per method, one line per
     run."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     with plt.rc_context(_FONT):
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
         for row in rows:
@@ -151,6 +160,7 @@ def plot_losses(rows: Sequence[Row], path: Path) -> Path:
         right.set_xlabel(ROUND_LABEL)
         right.set_ylabel("held-out loss (nats / token)")
         right.set_title("mean over leaf federations (eval datasets)")
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in (left, right):
             ax.grid(alpha=0.3)
             ax.legend()
@@ -214,13 +224,13 @@ def plot_attention(run: Run, level: int, path: Path) -> Path:
         line = axes[2 * (k // ncols) + 1][k % ncols]
         image = heat.imshow(r.matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         cols = [("↪" if res else "") + _short(c) for c, res in zip(r.columns, r.residual)]
-        heat.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
-        heat.set_yticks(range(len(r.rows)), [_short(x) for x in r.rows], fontsize=7)
+        heat.set_xticks(range(len(cols)), cols, rotation=90, fontsize=8)
+        heat.set_yticks(range(len(r.rows)), [_short(x) for x in r.rows], fontsize=8)
         heat.set_title(f"{_short(node)}: after round {r.round} (τ={r.tau:g})", fontsize=9)
         if len(r.rows) * len(cols) <= _ANNOTATE_CELLS:
             for i, values in enumerate(r.matrix):
                 for j, v in enumerate(values):
-                    heat.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                    heat.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                               color="white" if v < 0.6 else "black")
         fig.colorbar(image, ax=heat, fraction=0.046)
         xs, diag, resid = zip(*trace[node])
