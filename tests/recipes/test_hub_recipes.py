@@ -28,11 +28,26 @@ def c4_table() -> pa.Table:
                      "timestamp": ["2019-04-25T12:57:54Z"] * len(urls), "url": urls})
 
 
-def test_fedc4_groups_pages_by_site(tmp_path) -> None:
+def test_fedc4_groups_pages_by_host_as_url_host(tmp_path) -> None:
+    """By default the host as Dataset Grouper keys FedC4 (urlparse's netloc: www. kept),
+    lower-cased without port or user info: exactly the url-host:url key."""
     report = fg.recipes.fedc4(tmp_path / "c4", source=c4_table(), progress=False)
-    assert sizes(report.path) == {"blog.io": 1, "example.com": 3, "news.bbc.co.uk": 2}
-    assert report.manifest["key"]["spec"] == "fedc4:domain(url)"
+    assert sizes(report.path) == {"blog.io": 1, "example.com": 1, "www.example.com": 1,
+                                  "www.example.com.": 1, "news.bbc.co.uk": 2}
+    assert report.manifest["key"]["spec"] == "url-host:url"
     assert report.manifest["totals"]["words"] == 6 * 3
+    plain = fg.build(c4_table(), "url-host:url", tmp_path / "plain", progress=False)
+    assert sizes(plain.path) == sizes(report.path)
+
+
+def test_fedc4_www_strip_is_url_host_strip_www(tmp_path) -> None:
+    report = fg.recipes.fedc4(tmp_path / "c4", source=c4_table(), www="strip", progress=False)
+    assert sizes(report.path) == {"blog.io": 1, "example.com": 3, "news.bbc.co.uk": 2}
+    assert report.manifest["key"]["spec"] == "url-host:url:strip-www"
+    plain = fg.build(c4_table(), "url-host:url:strip-www", tmp_path / "plain", progress=False)
+    assert sizes(plain.path) == sizes(report.path)
+    with pytest.raises(SettingError, match="www 'drop' is not one of: keep, strip"):
+        fg.recipes.fedc4(tmp_path / "bad", source=c4_table(), www="drop", progress=False)
 
 
 def wiki_table() -> pa.Table:
@@ -122,7 +137,7 @@ def test_hub_path_loads_with_the_right_name_config_and_split(tmp_path, monkeypat
     report = fg.recipes.fedc4(tmp_path / "c4", config="realnewslike", split="validation",
                               streaming=False, progress=False)
     assert calls == [("allenai/c4", "realnewslike", "validation", False)]
-    assert sizes(report.path)["example.com"] == 3
+    assert sizes(report.path)["news.bbc.co.uk"] == 2
     get_recipe("fedccnews").build_args(streaming="true")  # as --recipe-option gives it
     assert calls[-1] == ("vblagoje/cc_news", None, "train", True)
     with pytest.raises(SettingError, match="true or false"):

@@ -11,7 +11,7 @@ import pytest
 
 import fedgroups as fg
 from fedgroups.errors import SettingError, SourceError
-from fedgroups.sources import files, json_types, make_source, textio
+from fedgroups.sources import json_types, make_source, textio
 
 
 def _rows(src) -> list[dict]:

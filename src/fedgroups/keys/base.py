@@ -54,10 +54,7 @@ class KeyFunction:
     def check_columns(self, schema: pa.Schema, where: str) -> None:
         for name in self.columns or ():
             if name not in schema.names:
-                raise SettingError(
-                    f"key {self.spec!r}: column {name!r} does not exist in {where}; "
-                    f"columns are: {', '.join(schema.names)}"
-                )
+                raise SettingError(missing_column_message(self.spec, name, schema, where))
             t = schema.field(name).type
             if pa.types.is_dictionary(t):
                 t = t.value_type
@@ -68,6 +65,16 @@ class KeyFunction:
                     f"key {self.spec!r}: column {name!r} has type {t}; a key column must hold "
                     "strings, bytes or integers (use a python: key function to convert)"
                 )
+
+
+def missing_column_message(spec: str, name: str, schema: pa.Schema, where: str) -> str:
+    """One line: the key, the column it lacks, the input, its columns and a near name."""
+    import difflib
+
+    near = difflib.get_close_matches(name, schema.names, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return (f"key {spec!r}: column {name!r} does not exist in {where}{hint}; its columns "
+            f"are: {', '.join(schema.names)}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,18 @@ def python_values_to_keys(values: list[Any], what: str) -> pa.Array:
                     type=typ)
 
 
+def raised(name: str, error: BaseException) -> str:
+    """What a user's key function raised, in one line. ``SystemExit`` and other
+    ``BaseException`` kinds (but ``KeyboardInterrupt``) are reported like any error: a key
+    function ending the process would end the build with no word of why."""
+    what = f"{type(error).__name__}: {error}"
+    if not isinstance(error, Exception):
+        what = f"{type(error).__name__}({', '.join(repr(a) for a in error.args)})"
+        if isinstance(error, SystemExit):
+            what += " (a key function must return a key, not exit)"
+    return f"key function {name} raised {what}"
+
+
 def _import_hint(module: str, e: ImportError) -> str:
     """Why ``module`` did not import, and what to do. The current directory is not added to
     the import path on purpose: a file there named like an installed module would shadow
@@ -103,8 +115,10 @@ class CallableKey(KeyFunction):
         if self.batched:
             try:
                 out = self.fn(batch)
-            except Exception as e:  # the user's code: report, don't crash deep inside
-                raise KeyRowError(0, f"key function {name} raised {type(e).__name__}: {e}") from e
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # the user's code, even sys.exit(): report, don't exit
+                raise KeyRowError(0, raised(name, e)) from e
             if isinstance(out, (pa.Array, pa.ChunkedArray)):
                 arr = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
                 arr = normalise_key_array(arr, f"key function {name}")
@@ -120,8 +134,10 @@ class CallableKey(KeyFunction):
         for row, example in enumerate(rows):
             try:
                 values.append(self.fn(example))
-            except Exception as e:
-                raise KeyRowError(row, f"key function {name} raised {type(e).__name__}: {e}") from e
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:
+                raise KeyRowError(row, raised(name, e)) from e
         return python_values_to_keys(values, f"key function {name}")
 
     def describe(self) -> dict[str, Any]:

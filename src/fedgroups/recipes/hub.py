@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from fedgroups.keys.functions import KeyFunction
+from fedgroups.keys.functions import KeyFunction, parse_key
 from fedgroups.recipes.base import Recipe, local_or_hub, require_columns, transformed
 from fedgroups.recipes.transforms import (
     DomainKey,
@@ -43,10 +43,15 @@ def _split_source(src: Any, unit: SplitUnit, recipe: str) -> Any:
 
 
 def prepare_fedc4(*, split: str, config: str = "en", streaming: bool = True,
-                  source: Any = None) -> Prepared:
+                  www: str = "keep", source: Any = None) -> Prepared:
+    """The key is ``url-host:url``, the host as Dataset Grouper keys FedC4 (``www.`` kept);
+    ``www="strip"`` is ``url-host:url:strip-www`` (one group for www.x.com and x.com)."""
+    if www not in ("keep", "strip"):
+        from fedgroups.errors import SettingError
+        raise SettingError(f"recipe 'fedc4': www {www!r} is not one of: keep, strip")
     src = local_or_hub(source, "allenai/c4", config, split, streaming)
     require_columns(src, ("text", "url"), "fedc4")
-    key = DomainKey(spec="fedc4:domain(url)", columns=("url",), url_field="url")
+    key = parse_key("url-host:url" + (":strip-www" if www == "strip" else ""))
     return src, key, {"text_column": "text"}
 
 
@@ -81,10 +86,12 @@ _UNIT = {"unit": "document | paragraph (default) | line: what one example is"}
 
 FEDC4 = Recipe(
     name="fedc4", prepare=prepare_fedc4,
-    description="C4 web pages grouped by website (the URL's host, without www.)",
+    description="C4 web pages grouped by website (the URL's host, as url-host:url)",
     base="allenai/c4 (config en by default)", group="URL host of the page",
     options={"config": "C4 config: en, en.noblocklist, realnewslike, en.noclean, "
-                       "multilingual", **_COMMON},
+                       "multilingual",
+             "www": "keep (default: www.x.com and x.com are two groups, as Dataset Grouper's "
+                    "FedC4) | strip (one group, url-host:url:strip-www)", **_COMMON},
     expected="en/train: 365M pages; ~15.6M websites; heavy-tailed (most sites have a few "
              "pages, the largest tens of thousands)")
 FEDWIKI = Recipe(

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedgroups.keys import KeyFunction, decoded_column, url_hosts
+from fedgroups.keys.url_host import strip_www
 
 SplitUnit = Literal["document", "paragraph", "line"]
 _PATTERNS = {"paragraph": r"\n(?:[ \t\r]*\n)+", "line": r"\r?\n"}
@@ -43,10 +44,9 @@ def split_text(batch: pa.RecordBatch, column: str, unit: SplitUnit) -> pa.Record
 
 
 def normalise_domains(hosts: pa.Array) -> pa.Array:
-    """Lower-case, drop a trailing dot and a leading ``www.``/``www2.``: one key per publisher."""
-    h = pc.utf8_lower(hosts)
-    h = pc.replace_substring_regex(h, pattern=r"\.$", replacement="")
-    return pc.replace_substring_regex(h, pattern=r"^www\d*\.", replacement="")
+    """Lower-case, drop a trailing dot and a leading ``www.``/``www2.``: one key per
+    publisher (the same function as ``url-host:FIELD:strip-www``)."""
+    return strip_www(hosts)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,21 @@ class Source:
     def location(self, unit: int, row: int) -> str:
         return f"unit {unit}, row {row}"
 
+    def where(self) -> str:
+        """The input in a few words, for messages: the spec or path the user gave, else
+        what kind of object it is (never the whole description)."""
+        d = self.description
+        spec = d.get("spec")
+        if isinstance(spec, str):
+            return spec
+        paths = d.get("paths")
+        if paths:
+            more = d.get("num_files", len(paths)) - 1
+            return str(paths[0]) + (f" (and {more} more files)" if more > 0 else "")
+        name = d.get("name") or d.get("type") or d.get("kind") or "the input"
+        return f"the {name}" + (f" ({d['rows']:,} rows)" if isinstance(d.get("rows"), int)
+                                else "")
+
     def summary(self) -> dict[str, Any]:
         """What reading found, to add to the manifest's source description once the
         build has read everything (e.g. replaced invalid UTF-8); empty by default."""

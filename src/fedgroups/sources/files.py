@@ -296,6 +296,14 @@ def _infos(paths: list[str], formats: list[str], errors: EncodingErrors) -> list
             for p, f in zip(paths, formats)]
 
 
+def _spec_text(spec: str | list[str]) -> str:
+    """What the user named, as one line: the path or glob, or the first of a list."""
+    if isinstance(spec, str):
+        return spec
+    more = f" (and {len(spec) - 1} more)" if len(spec) > 1 else ""
+    return f"{spec[0]}{more}"
+
+
 def file_source(spec: str | list[str], fmt: str | None = None,
                 encoding_errors: str = "strict") -> FileSource:
     """Files as a source. Text formats (JSON Lines, CSV/TSV, text) must be UTF-8: a byte
@@ -315,7 +323,8 @@ def file_source(spec: str | list[str], fmt: str | None = None,
     sizes = [i.bytes for i in infos]
     rows = [i.rows for i in infos]
     return FileSource(
-        description={"kind": "files", "paths": paths if len(paths) <= 20 else paths[:20] + ["..."],
+        description={"kind": "files", "spec": _spec_text(spec),
+                     "paths": paths if len(paths) <= 20 else paths[:20] + ["..."],
                      "num_files": len(paths), "formats": sorted(set(formats)),
                      "encoding_errors": errors},
         num_units=len(units),
