@@ -27,9 +27,9 @@ class MetricsLog:
         with self.jsonl.open() as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def truncate(self, last_round: int) -> None:
-        """Keep rows of rounds < ``last_round`` (used when resuming from a checkpoint)."""
-        rows = [r for r in self.read() if r["round"] < last_round]
+    def truncate(self, done: int) -> None:
+        """Keep the rows of the first ``done`` rounds (``round`` counts rounds done)."""
+        rows = [r for r in self.read() if r["round"] <= done]
         tmp = self.jsonl.with_suffix(".tmp")
         with tmp.open("w") as f:
             for r in rows:
