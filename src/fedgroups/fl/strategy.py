@@ -333,14 +333,18 @@ def _resolve(entry: Mapping[str, Any], where: str, builtins: Mapping[str, str],
     return load_callable(factory, f"{where}.factory"), entry, factory
 
 
-def _call(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> Any:
+def _check_settings(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
     from fedgroups.fl.algorithm import valid_settings
 
-    valid = valid_settings(fn)
+    valid = [v for v in valid_settings(fn) if v != "template"]
     unknown = sorted(set(kwargs) - set(valid)) if valid else []
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(v for v in valid if v != 'template')}")
+                          f"{', '.join(valid)}")
+
+
+def _call(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> Any:
+    _check_settings(fn, kwargs, where)
     try:
         return fn(**kwargs)
     except TypeError as e:
@@ -360,20 +364,14 @@ def make_processor(entry: Mapping[str, Any], where: str) -> UpdateProcessor:
 def make_aggregator(entry: Mapping[str, Any], where: str) -> AggregatorFactory:
     """``{name: median}`` / ``{factory: "m:f", ...}``: ``fn(template, **kwargs)``."""
     fn, kwargs, _ = _resolve(entry, where, AGGREGATORS, "aggregator")
-    if kwargs:
-        from fedgroups.fl.algorithm import valid_settings
-
-        valid = valid_settings(fn)
-        unknown = sorted(set(kwargs) - set(valid)) if valid else []
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid: "
-                              f"{', '.join(v for v in valid if v != 'template') or '(none)'}")
-        try:
-            fn({}, **kwargs)  # settings are checked now, not in the first round
-        except (TypeError, ValueError, ConfigError) as e:
-            raise ConfigError(f"{where}: {e}") from None
-        return partial(fn, **kwargs)
-    return fn
+    if not kwargs:
+        return fn
+    _check_settings(fn, kwargs, where)
+    try:
+        fn({}, **kwargs)  # settings are checked now, not in the first round
+    except (TypeError, ValueError, ConfigError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return partial(fn, **kwargs)
 
 
 def make_selection(entry: Mapping[str, Any], where: str) -> Selection:
