@@ -12,6 +12,7 @@ from fedgroups.format.spec import KEY_COLUMN, ORDINAL_COLUMN
 from fedgroups.sources.base import Source
 
 RESERVED_COLUMNS = (KEY_COLUMN, ORDINAL_COLUMN)
+KEPT_METADATA = (b"huggingface",)
 
 
 def make_source(source: Any, *, format: str | None = None, split: str | None = None,
@@ -19,14 +20,24 @@ def make_source(source: Any, *, format: str | None = None, split: str | None = N
     """Turn what the user passed (a path, a spec, a table, a datasets object, an iterable)
     into a Source. Its columns may not use the names the format reserves."""
     src = _make_source(source, format=format, split=split, encoding_errors=encoding_errors)
+    src.schema = kept_metadata(src.schema)
     taken = [n for n in src.schema.names if n in RESERVED_COLUMNS]
     if taken:
         raise SourceError(
-            f"{src.description.get('spec') or src.description.get('paths') or 'the input'}: "
+            f"{src.where()}: "
             f"column {taken[0]!r} has a name fedgroups reserves ({', '.join(RESERVED_COLUMNS)}); "
             "rename or drop it before building (a grouped dataset's own shards carry "
             f"{KEY_COLUMN!r}: drop it to group them again)")
     return src
+
+
+def kept_metadata(schema: pa.Schema) -> pa.Schema:
+    """The schema with only the metadata that stays true of the built shards: Hugging
+    Face ``datasets`` features (``Image``, ``ClassLabel``, … under the ``huggingface``
+    key, kept as ``datasets`` writes them). Other keys (pandas' index description, a
+    writer's own notes) describe the input files, not the shards, and are dropped."""
+    meta = {k: v for k, v in (schema.metadata or {}).items() if k in KEPT_METADATA}
+    return schema.with_metadata(meta) if meta else schema.remove_metadata()
 
 
 def _make_source(source: Any, *, format: str | None, split: str | None,
@@ -62,12 +73,17 @@ def _make_source(source: Any, *, format: str | None, split: str | None,
     if mod.startswith("datasets"):
         from fedgroups.sources.huggingface import hf_object_source
         return hf_object_source(source)
+    from fedgroups.sources.arrow_stream import has_arrow_stream
+    if has_arrow_stream(source):  # Polars, DuckDB, a RecordBatchReader, ... (no copy)
+        from fedgroups.sources.arrow_stream import stream_source
+        return stream_source(source)
     if isinstance(source, Iterable) and not isinstance(source, (bytes, dict)):
         from fedgroups.sources.memory import iterable_source
         return iterable_source(source)
     raise SettingError(
         f"cannot read a source of type {type(source).__name__}; pass a path or glob, "
-        "'hf:NAME[:CONFIG]', 'stdlib:', a pyarrow Table, a pandas DataFrame, a datasets object "
+        "'hf:NAME[:CONFIG]', 'stdlib:', a pyarrow Table, a pandas DataFrame, a datasets object, "
+        "an object with __arrow_c_stream__ (Polars, DuckDB, a pyarrow RecordBatchReader) "
         "or an iterable of dicts"
     )
 
