@@ -81,3 +81,29 @@ def test_personalization_plot_says_when_skipped_counts_are_unknown(tmp_path: Pat
     records = write_run(tmp_path / "run", metrics=False)
     plot_personalization(records, tmp_path / "pers.png")
     assert "skipped clients: unknown" in figures[0].axes[0].get_xlabel()
+
+
+@pytest.mark.slow
+def test_compare_real_tiny_flat_runs(tmp_path: Path, make_dataset: Any) -> None:
+    """The flat trainer's own outputs, two algorithms and a second seed, compared."""
+    from fl_testkit import make_records, tiny_config
+
+    from fedgroups.fl.config import parse_config
+    from fedgroups.fl.hierarchy.compare import compare
+    from fedgroups.fl.simulation import run
+
+    data = make_dataset(make_records(num_users=12))
+    runs = []
+    for name, over in (("avg0", {}), ("avg1", {"seed": 1}),
+                       ("sgd", {"algorithm.name": "fedsgd"})):
+        out = str(tmp_path / name)
+        run(parse_config(tiny_config(data, out, rounds=2, **over)), echo=lambda m: None)
+        runs.append(Path(out))
+    result = compare(runs, tmp_path / "cmp")
+    (experiment,) = result["experiments"]
+    rows = {r.method: r for r in experiment.rows}
+    assert set(rows) == {"fedavg", "fedsgd"} and len(rows["fedavg"].runs) == 2
+    for row in rows.values():
+        assert row.ppl["heldout"] is not None and row.ppl["heldout"].mean > 1
+        assert row.pers_post is not None and row.steps.mean > 0
+    assert {p.name for p in result["files"]} >= {"perplexity.png", "loss.png"}

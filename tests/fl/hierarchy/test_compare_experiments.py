@@ -160,9 +160,9 @@ def test_flat_runs_are_compared_by_algorithm_schedule_and_seed(tmp_path: Path) -
     result = compare(runs, tmp_path / "cmp")
     (experiment,) = result["experiments"]
     rows = {r.method: r for r in experiment.rows}
-    assert list(rows) == ["fedavg schedule.name=constant", "fedsgd",
-                          "fedavg schedule.name=warmup_cosine"]
-    avg = rows["fedavg schedule.name=constant"]
+    assert list(rows) == ["fedavg schedule=constant", "fedsgd",
+                          "fedavg schedule=warmup_cosine"]
+    avg = rows["fedavg schedule=constant"]
     assert len(avg.runs) == 2
     assert avg.ppl["heldout"].low == pytest.approx(math.exp(4.25))  # last eval: round 4
     assert avg.ppl["heldout"].high == pytest.approx(math.exp(4.45))

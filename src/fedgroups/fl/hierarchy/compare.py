@@ -92,7 +92,7 @@ def index_digest(run: Run) -> str | None:
 
 def method_labels(runs: Sequence[Run]) -> list[str]:
     """Each run's row label: its method, plus the method settings that differ between runs
-    of the same method (``fedavg schedule.name=warmup_cosine``)."""
+    of the same method (``fedavg schedule=warmup_cosine, warmup_rounds=1``)."""
     settings = [{k: v for k, v in flat_settings(r.config).items()
                  if is_method_setting(k) and k not in ("hierarchy.method", "algorithm.name")}
                 for r in runs]
@@ -101,9 +101,22 @@ def method_labels(runs: Sequence[Run]) -> list[str]:
         peers = [s for r, s in zip(runs, settings) if r.method == run.method]
         varying = sorted(k for k in {k for s in peers for k in s}
                          if len({s.get(k) for s in peers}) > 1)
-        extra = [f"{k.split('.', 1)[-1]}={_plain(own.get(k))}" for k in varying]
-        labels.append(" ".join([run.method, *extra]))
+        names = _short_setting_names(varying)
+        extra = ", ".join(f"{names[k]}={_plain(own.get(k))}" for k in varying)
+        labels.append(f"{run.method} {extra}" if extra else run.method)
     return labels
+
+
+def _short_setting_names(keys: Sequence[str]) -> dict[str, str]:
+    """The last part of each dotted key (``server.schedule.name`` -> ``schedule``, a
+    ``name`` standing for its section), or the key less its section where that repeats."""
+    def short(key: str) -> str:
+        parts = key.split(".")
+        return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+    shorts = [short(k) for k in keys]
+    return {k: s if shorts.count(s) == 1 else k.split(".", 1)[-1]
+            for k, s in zip(keys, shorts)}
 
 
 def _plain(value: str | None) -> str:

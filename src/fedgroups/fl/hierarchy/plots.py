@@ -42,7 +42,7 @@ KNOWN_METHODS = ("fl", "hierfavg", "fedper", "local", "worldlm", "worldlm-noresi
 _KNOWN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                   "#e377c2", "#bcbd22", "#17becf")
 _OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#000000",
-                  "#9edae5", "#ffbb78", "#98df8a", "#c5b0d5", "#f7b6d2", "#7f7f7f")
+                  "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194", "#6b6ecf")
 
 
 def method_colour(method: str) -> str:
@@ -141,8 +141,12 @@ def plot_losses(rows: Sequence[Row], path: Path) -> Path:
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
+    width_in = 12.0
+    cols = _legend_columns([r.method for r in rows], width_in)
+    top_in = 0.15 + 0.28 * math.ceil(max(1, len(rows)) / cols)
+    height_in = top_in + 4.2
     with plt.rc_context(_FONT):
-        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
+        fig, (left, right) = plt.subplots(1, 2, figsize=(width_in, height_in))
         for row in rows:
             colour = method_colour(row.method)
             for j, run in enumerate(row.runs):
@@ -153,7 +157,8 @@ def plot_losses(rows: Sequence[Row], path: Path) -> Path:
                     left.plot(*zip(*pts), color=colour, linewidth=1, label=label)
                 pts = eval_curve(run)
                 if pts:
-                    right.plot(*zip(*pts), color=colour, marker="o", markersize=3, label=label)
+                    right.plot(*zip(*pts), color=colour, marker="o", markersize=3,
+                               label=label)
         left.set_xlabel("training tokens")
         left.set_ylabel("training loss (nats / token)")
         left.set_title("training loss (all clients of the round)")
@@ -163,7 +168,13 @@ def plot_losses(rows: Sequence[Row], path: Path) -> Path:
         right.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in (left, right):
             ax.grid(alpha=0.3)
-            ax.legend()
+        handles = {}
+        for ax in (left, right):
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=cols,
+                   frameon=False, bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout(rect=(0, 0, 1, 1 - top_in / height_in), pad=0.6)
         fig.savefig(path, dpi=_DPI)
         plt.close(fig)
     return path
