@@ -1,0 +1,56 @@
+"""Helpers for tests/fl/algos: a tiny flat federation over in-memory users, its weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from fl_testkit import MemoryDataset, make_records
+
+from fedgroups.fl.backends import Backend, SequentialBackend
+from fedgroups.fl.config import TrainConfig, parse_config
+from fedgroups.fl.datasets import GroupSource
+from fedgroups.fl.federation import Federation
+from fedgroups.fl.model import ModelArgs, build_model
+from fedgroups.fl.strategy import Strategy
+from fedgroups.fl.tokenizer import EOS, train_bpe
+
+BASE: dict[str, Any] = {
+    "data": {"path": "x"}, "output_dir": "x", "rounds": 3, "cohort_size": 4, "seed": 5,
+    "model": {"seq_len": 16},
+    "client": {"optimizer": "sgd", "lr": 0.3, "local_steps": 3, "batch_size": 4,
+               "max_sequences": 12},
+    "server": {"optimizer": "sgd", "lr": 1.0},
+}
+
+
+def config(over: dict[str, Any]) -> TrainConfig:
+    """``BASE`` with dotted keys replaced (``{"algorithm.mu": 0.1}``), parsed."""
+    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
+    for k, v in over.items():
+        node = cfg
+        *head, last = k.split(".")
+        for p in head:
+            node = node.setdefault(p, {})
+        node[last] = v
+    return parse_config(cfg)
+
+
+def federation(over: dict[str, Any], *, strategy: Strategy | None = None,
+               backend: Backend | None = None, users: int = 8) -> Federation:
+    recs = make_records(users, seed=3)
+    groups: dict[str, list] = {}
+    for r in recs:
+        groups.setdefault(r["user"], []).append(r)
+    ds = MemoryDataset(groups)
+    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
+    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=32, n_layers=2,
+                     n_heads=2, d_ff=64)
+    return Federation(model=build_model(args, 5),
+                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
+                      tokenizer=tok, eos_id=tok.token_to_id(EOS), config=config(over),
+                      backend=backend or SequentialBackend(), strategy=strategy)
+
+
+def server_params(fed: Federation) -> dict[str, torch.Tensor]:
+    return {n: t.detach().clone() for n, t in fed.server.snapshot().items()}
