@@ -75,6 +75,7 @@ class Context:
     runs: Path  # run directories (not committed)
     results: Path  # tables and plots (committed for the full scale)
     jobs: int = 1  # 1: runs in this process, one after another; more: subprocesses
+    changed: bool = False  # settings changed with --set (tables made without them differ)
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
     def base(self) -> list[str]:
@@ -112,7 +113,7 @@ def context(args: Any, name: str) -> Context:
         corpus=(args.corpus or REPO / "out" / f"pydocs{suffix}").resolve(),
         runs=(args.runs or REPO / "runs" / f"experiments{suffix}").resolve(),
         results=(args.results or RESULTS / f"{name}{suffix}").resolve(),
-        jobs=args.jobs)
+        jobs=args.jobs, changed=bool(args.overrides))
 
 
 # --- corpus and runs ---------------------------------------------------------------------
@@ -282,23 +283,30 @@ def personalization(run_dir: Path) -> list[dict[str, Any]]:
 # --- tuning ------------------------------------------------------------------------------
 
 
+def tuning_run(ctx: Context, name: str, overrides: Sequence[str]) -> Run:
+    """A tuning run: seed 0, ``tune_rounds`` rounds, evaluated once at the end on the
+    *validation* clients (never the held-out ones), no personalization."""
+    s = ctx.scale
+    return Run(f"tune/{name}",
+               (f"rounds={s.tune_rounds}", "eval.datasets.0.use_split=val",
+                "eval.datasets.0.name=val", "personalization.enabled=false", "seed=0",
+                f"eval.every={s.tune_rounds}", *overrides))
+
+
 def tuning_runs(ctx: Context) -> dict[tuple[str, float | None, float], Run]:
     """The grid: FedAvg over (client lr, server lr), FedSGD over server lr; seed 0,
     evaluated on the validation clients, no personalization."""
     s = ctx.scale
-    common = (f"rounds={s.tune_rounds}", "eval.datasets.0.use_split=val",
-              "eval.datasets.0.name=val", "personalization.enabled=false", "seed=0",
-              f"eval.every={s.tune_rounds}")
     grid: dict[tuple[str, float | None, float], Run] = {}
     for slr in s.server_lrs:
         for clr in s.client_lrs:
-            grid[("fedavg", clr, slr)] = Run(
-                f"tune/fedavg-c{clr:g}-s{slr:g}",
-                (*common, "algorithm.name=fedavg", f"client.lr={clr}", f"server.lr={slr}"))
+            grid[("fedavg", clr, slr)] = tuning_run(
+                ctx, f"fedavg-c{clr:g}-s{slr:g}",
+                ("algorithm.name=fedavg", f"client.lr={clr}", f"server.lr={slr}"))
     for slr in s.fedsgd_server_lrs:
-        grid[("fedsgd", None, slr)] = Run(
-            f"tune/fedsgd-s{slr:g}",
-            (*common, "algorithm.name=fedsgd", "client.local_epochs=null", f"server.lr={slr}"))
+        grid[("fedsgd", None, slr)] = tuning_run(
+            ctx, f"fedsgd-s{slr:g}",
+            ("algorithm.name=fedsgd", "client.local_epochs=null", f"server.lr={slr}"))
     return grid
 
 
@@ -306,23 +314,35 @@ def tuning_runs(ctx: Context) -> dict[tuple[str, float | None, float], Run]:
 class Tuned:
     client_lr: float | None
     server_lr: float
+    params: tuple[tuple[str, float], ...] = ()  # algorithm settings, e.g. (("mu", 0.01),)
 
 
-def tune(ctx: Context) -> dict[str, Tuned]:
-    """Run the grid and pick, per algorithm, the lowest validation loss after the last
-    round; write the grid to ``tuning.md`` / ``tuning.csv``."""
+def validation_losses(ctx: Context, runs: Sequence[Run]) -> list[tuple[float, float]]:
+    """Train ``runs`` (tuning runs); (validation loss, training loss) after the last round
+    of each (NaN where a run diverged)."""
+    out = []
+    for d in train_all(ctx, runs):
+        last = metrics(d)[-1]
+        out.append((last.get("eval/val/loss", math.nan), last.get("train_loss", math.nan)))
+    return out
+
+
+def grid_rows(ctx: Context) -> list[dict[str, Any]]:
+    """Run the FedAvg / FedSGD grid; one row per run (``client_lr`` "-" for FedSGD)."""
     grid = tuning_runs(ctx)
     ctx.log(f"tuning: {len(grid)} runs of {ctx.scale.tune_rounds} rounds")
-    dirs = dict(zip(grid, train_all(ctx, list(grid.values()))))
     rows = []
-    for (alg, clr, slr), d in dirs.items():
-        last = metrics(d)[-1]
-        loss = last.get("eval/val/loss", math.nan)
+    for (alg, clr, slr), (val, tr) in zip(grid, validation_losses(ctx, list(grid.values()))):
         rows.append({"algorithm": alg, "client_lr": "-" if clr is None else clr,
-                     "server_lr": slr, "val_loss": loss,
-                     "train_loss": last.get("train_loss", math.nan)})
+                     "server_lr": slr, "val_loss": val, "train_loss": tr})
+    return rows
+
+
+def choose(rows: list[dict[str, Any]], algorithms: Sequence[str]) -> dict[str, Tuned]:
+    """Per algorithm, the rates of the row with the lowest validation loss; marks it
+    ``chosen`` in ``rows``."""
     best: dict[str, Tuned] = {}
-    for alg in ALGORITHMS:
+    for alg in algorithms:
         finite = [r for r in rows if r["algorithm"] == alg and math.isfinite(r["val_loss"])]
         if not finite:
             raise RuntimeError(f"tuning: every {alg} run diverged; widen the grid")
@@ -330,9 +350,17 @@ def tune(ctx: Context) -> dict[str, Tuned]:
         best[alg] = Tuned(client_lr=None if b["client_lr"] == "-" else float(b["client_lr"]),
                           server_lr=float(b["server_lr"]))
     for r in rows:
-        t = best[r["algorithm"]]
-        r["chosen"] = "yes" if (r["server_lr"] == t.server_lr and (
+        t = best.get(r["algorithm"])
+        r["chosen"] = "yes" if t is not None and (r["server_lr"] == t.server_lr and (
             r["client_lr"] == "-" or r["client_lr"] == t.client_lr)) else ""
+    return best
+
+
+def tune(ctx: Context) -> dict[str, Tuned]:
+    """Run the grid and pick, per algorithm, the lowest validation loss after the last
+    round; write the grid to ``tuning.md`` / ``tuning.csv``."""
+    rows = grid_rows(ctx)
+    best = choose(rows, ALGORITHMS)
     write_table(ctx.results / "tuning", rows, ["algorithm", "client_lr", "server_lr",
                                                "val_loss", "train_loss", "chosen"])
     return best
@@ -371,4 +399,5 @@ def algorithm_overrides(alg: str, tuned: Tuned) -> tuple[str, ...]:
         out.append("client.local_epochs=null")
     else:
         out.append(f"client.lr={tuned.client_lr}")
+    out += [f"algorithm.{k}={v}" for k, v in tuned.params]
     return tuple(out)
