@@ -143,3 +143,26 @@ def test_split_counts_never_exceed_n(n, fractions):
     fractions = [f / total for f in fractions]
     counts = split_counts(n, fractions)
     assert sum(counts) == n and all(c >= 0 for c in counts)
+
+
+def _block_order(seed: int, epoch: int) -> list[int]:
+    """The blocks a one-slot stream visits, in order, at ``buffer_size=1`` (no window
+    shuffle: only the block permutation moves groups)."""
+    sizes = [1024] * 400  # 100 blocks of 4 groups at block_bytes=4096
+    ids, loc, nb = _inputs(sizes, 7)
+    phys, starts = physical_blocks(ids, loc, nb, 4096)
+    lengths = np.diff(np.append(starts, len(phys)))
+    block_of = dict(zip(phys.tolist(), np.repeat(np.arange(len(starts)), lengths).tolist()))
+    blocks = [block_of[g] for g in _order(sizes, seed, epoch, 0, 1, buffer_size=1).tolist()]
+    assert blocks == np.repeat(blocks[::4], 4).tolist()  # each block whole, in one piece
+    return blocks[::4]
+
+
+def test_block_order_changes_with_the_epoch_at_buffer_size_1():
+    """The block permutation alone must depend on the epoch: with buffer_size=1 no window
+    shuffle hides a permutation that ignores it."""
+    orders = {epoch: _block_order(3, epoch) for epoch in range(4)}
+    assert all(sorted(o) == list(range(100)) for o in orders.values())  # whole blocks
+    assert len({tuple(o) for o in orders.values()}) == 4  # every epoch its own order
+    assert orders[2] == _block_order(3, 2)  # the same epoch, the same order
+    assert _block_order(4, 2) != orders[2]  # and the seed matters too
