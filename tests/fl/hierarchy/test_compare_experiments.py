@@ -79,13 +79,20 @@ def test_a_recorded_dataset_checksum_tells_datasets_apart(tmp_path: Path) -> Non
                    **{"data.index_sha256": "bb" * 32})
     result = compare([a, b], tmp_path / "cmp", plots=False)
     assert [len(e.runs) for e in result["experiments"]] == [1, 1]
-    assert result["experiments"][1].differs == {"data.index_sha256": "bb" * 32}
+    assert result["experiments"][1].differs == {"data.index_sha256": "bb" * 6}
     c = set_config(fake_run(tmp_path, "c", "fl", ppl=PPL["fl"], seed=2))
     summary = json.loads((c / "summary.json").read_text())
     summary["dataset"] = {"path": "out/world", "index_sha256": "cc" * 32}
     (c / "summary.json").write_text(json.dumps(summary))
     result = compare([a, c], tmp_path / "cmp2", plots=False)
     assert [len(e.runs) for e in result["experiments"]] == [1, 1]
+    e, f = (set_config(fake_run(tmp_path, n, "fl", ppl=PPL["fl"], seed=i)) for i, n in
+            enumerate(("e", "f")))
+    for run, digest in ((e, "ee"), (f, "ff")):
+        (run / "datasets.json").write_text(json.dumps(
+            {"dataset out/world": {"path": "out/world", "index_sha256": digest * 32}}))
+    result = compare([e, f], tmp_path / "cmp4", plots=False)
+    assert result["experiments"][1].differs == {"data.index_sha256": "out/world@" + "ff" * 6}
     # a run that records no checksum is told apart by data.path alone
     d = set_config(fake_run(tmp_path, "d", "fl", ppl=PPL["fl"], seed=3))
     assert [len(e.runs) for e in compare([a, d], tmp_path / "cmp3", plots=False)

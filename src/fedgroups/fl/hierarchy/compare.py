@@ -46,6 +46,7 @@ IGNORED = frozenset({"output_dir", "seed", "run.progress", "run.loggers",
                      "run.client_threads"})
 # Settings that make the method: runs that differ only here are compared as rows.
 METHOD_PREFIXES = ("hierarchy.method", "algorithm.", "server.schedule.")
+DATASETS_FILE = "datasets.json"  # where a run records the identity of the data it read
 # The dataset's identity besides data.path: its index checksum, where the runs record it.
 _DIGEST = "data.index_sha256"
 # Differing settings named in the printed header of an experiment (all in compare.md).
@@ -82,12 +83,25 @@ def experiment_settings(run: Run) -> dict[str, str]:
 
 
 def index_digest(run: Run) -> str | None:
-    """The dataset index checksum the run recorded (config or summary), if any."""
+    """The identity of the datasets the run read, where it recorded one: ``datasets.json``
+    (``{name: {path, index_sha256}}``, as checkpoints hold it), else an ``index_sha256`` in
+    its config's ``data`` section or in ``summary.json``. Digests are cut to 12 hex digits."""
+    file = run.path / DATASETS_FILE
+    if file.is_file():
+        try:
+            ids = json.loads(file.read_text())
+        except ValueError as e:
+            raise RunDirError(f"{file}: not valid JSON ({e}); delete it to compare by "
+                              "data.path alone") from e
+        pairs = sorted(f"{v.get('path')}@{str(v['index_sha256'])[:12]}" for v in ids.values()
+                       if isinstance(v, dict) and v.get("index_sha256"))
+        if pairs:
+            return ", ".join(pairs)
     data = run.config.get("data") or {}
     extra = run.summary.extra
     found = (data.get("index_sha256") if isinstance(data, dict) else None) \
         or (extra.get("dataset") or {}).get("index_sha256") or extra.get("index_sha256")
-    return None if found is None else str(found)
+    return None if found is None else str(found)[:12]
 
 
 def method_labels(runs: Sequence[Run]) -> list[str]:
