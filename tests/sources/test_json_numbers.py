@@ -101,3 +101,18 @@ def test_csv_keeps_big_integers_as_written(tmp_path):
     src = make_source(str(path))
     assert src.schema.field("n").type == pa.string()
     assert _values(src, "n")[-3:] == [str(BIG[0]), str(BIG[1]), "2.5"]
+
+
+def test_numbers_inside_lists_and_structs_stay_exact(tmp_path, small_blocks):
+    records = [{"m": {"ids": [i, i + 1], "s": 0.5}, "l": [[i]]} for i in range(200)]
+    records.append({"m": {"ids": [BIG[1]], "s": 1}, "l": [[BIG[0]]]})
+    src = make_source(_write(tmp_path / "n.jsonl", records))
+    assert src.schema.field("m").type == pa.struct(
+        [("ids", pa.list_(pa.uint64())), ("s", pa.float64())])
+    assert src.schema.field("l").type == pa.list_(pa.list_(pa.int64()))
+    assert _values(src, "m")[-1] == {"ids": [BIG[1]], "s": 1.0}
+    assert _values(src, "l")[-1] == [[BIG[0]]]
+    bad = _write(tmp_path / "bad.jsonl", [{"m": {"x": [0.5]}}] * 200 + [{"m": {"x": [BIG[0]]}}])
+    with pytest.raises(SourceError, match=r"bad\.jsonl, line 201: column 'm\.x\[\]' holds the "
+                                          r"integer 9007199254740993"):
+        make_source(bad)

@@ -4,7 +4,8 @@ Arrow's JSON reader guesses a column's type from the rows of each block it parse
 block of small integers gives ``int64``; a block holding an integer above the int64 range
 gives ``double`` and rounds every large integer in it. So the type, and the values, would
 depend on where blocks happen to start. Instead, before any row is used, every JSON Lines
-file is parsed once and each top-level column of numbers gets one type for the whole input:
+file is parsed once and each place that holds numbers (a column, or a field or list items
+inside one, such as ``meta.ids[]``) gets one type for the whole input:
 
 * only integers, all in the int64 range → ``int64``;
 * only integers, some above int64 but all in ``0 .. 2**64-1`` → ``uint64``;
@@ -14,7 +15,8 @@ file is parsed once and each top-level column of numbers gets one type for the w
   ``double``; an integer of the same column that a double cannot hold exactly (beyond
   ``2**53``, such as ``9007199254740993``) is then an error naming file, line and column.
 
-Numbers inside lists or structs keep Arrow's guess (int64, else double).
+Pieces whose numbers are all below 2**53 in magnitude are typed from Arrow's parse alone;
+only a piece holding larger numbers is looked at number by number, as written.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -100,11 +102,22 @@ def parse_piece(raw: bytes, parse: pjson.ParseOptions, path: str, line: int) -> 
         raise SourceError(jsonl_error(path, line, raw.decode("utf-8", "replace"), e)) from None
 
 
-# ---- one pass: the type of each top-level column of numbers ----------------------------
+# ---- one pass: the type of each column of numbers ---------------------------------------
+
+Steps = tuple[str | None, ...]  # a column and the fields below it; None: a list's items
+
+
+def show(steps: Steps) -> str:
+    """``meta.ids[]`` for the items of list ``ids`` in struct column ``meta``."""
+    out = str(steps[0])
+    for step in steps[1:]:
+        out += "[]" if step is None else f".{step}"
+    return out
+
 
 @dataclass
 class NumberColumn:
-    """What the pass saw of the numbers of one top-level column."""
+    """What the pass saw of the numbers at one place (a column, or a field inside one)."""
 
     name: str
     negative: bool = False
@@ -145,6 +158,29 @@ class NumberColumn:
                           "integers of more than 76 digits must be written as strings")
 
 
+Numbers = dict[Steps, NumberColumn]
+Visit = Callable[[Steps, pa.DataType, pa.ChunkedArray | None], pa.DataType]
+
+
+def retype(t: pa.DataType, values: pa.ChunkedArray | None, steps: Steps,
+           visit: Visit) -> pa.DataType:
+    """``t`` with each number type inside it (a column, a list's items, a struct's fields)
+    replaced by ``visit(steps, type, values there)``; ``values`` may be None."""
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return visit(steps, t, values)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        items = pc.list_flatten(values) if values is not None else None
+        inner = t.value_field.with_type(retype(t.value_type, items, (*steps, None), visit))
+        return pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner)
+    if pa.types.is_struct(t):
+        return pa.struct([
+            t.field(i).with_type(retype(
+                t.field(i).type, pc.struct_field(values, [i]) if values is not None else None,
+                (*steps, t.field(i).name), visit))
+            for i in range(t.num_fields)])
+    return t
+
+
 class _IntToken(str):
     pass
 
@@ -164,70 +200,81 @@ def _line_of_row(raw: bytes, first_line: int, row: int) -> int:
     return first_line
 
 
-def _tokens(raw: bytes, path: str, first_line: int, names: list[str],
-            columns: dict[str, NumberColumn]) -> None:
-    """The slow, exact look at a piece: each number of ``names`` as written (rare: only
+def _at(value: Any, steps: Steps) -> Iterator[Any]:
+    """The values at ``steps`` below ``value`` (every item of a list)."""
+    if not steps:
+        yield value
+    elif steps[0] is None:
+        if isinstance(value, list):
+            for v in value:
+                yield from _at(v, steps[1:])
+    elif isinstance(value, dict) and steps[0] in value:
+        yield from _at(value[steps[0]], steps[1:])
+
+
+def _tokens(raw: bytes, path: str, first_line: int, places: list[Steps],
+            numbers: Numbers) -> None:
+    """The slow, exact look at a piece: each number at ``places`` as written (rare: only
     pieces holding numbers of magnitude 2**53 and above come here)."""
     for i, s in enumerate(raw.split(b"\n")):
         if not s.strip():
             continue
         record = json.loads(s, parse_int=_IntToken, parse_float=_FloatToken)
         where = f"{path}, line {first_line + i}"
-        for name in names:
-            v = record.get(name)
-            if isinstance(v, _IntToken):
-                columns[name].add_int(int(v), str(v), where)
-            elif isinstance(v, _FloatToken) and columns[name].fraction_at is None:
-                columns[name].fraction_at = f"e.g. {v} at {where}"
+        for steps in places:
+            col = numbers[steps]
+            for v in _at(record, steps):
+                if isinstance(v, _IntToken):
+                    col.add_int(int(v), str(v), where)
+                elif isinstance(v, _FloatToken) and col.fraction_at is None:
+                    col.fraction_at = f"e.g. {v} at {where}"
 
 
-def _double_column(values: pa.ChunkedArray, col: NumberColumn, raw: bytes, path: str,
-                   line: int) -> bool:
-    """Note what a column Arrow read as doubles holds; True if its numbers must be looked
-    at as written (some are 2**53 or more: integers among them may be beyond a double)."""
-    if pc.any(pc.greater_equal(pc.abs(values), float(_EXACT))).as_py():
-        return True
-    # Every integer written here is below 2**53 and so in int64: Arrow chose double
-    # because some number has a fraction or an exponent.
-    if col.fraction_at is None:
-        frac = pc.not_equal(values, pc.floor(values))
-        row = pc.index(frac, True).as_py() if pc.any(frac).as_py() else -1
-        last = line + raw.count(b"\n")
-        col.fraction_at = (f"e.g. {values[row].as_py()} at {path}, line "
-                           f"{_line_of_row(raw, line, row)}" if row >= 0 else
-                           f"{path}, lines {line}..{last}")
-    return False
+def _fraction_at(values: pa.ChunkedArray, top: bool, raw: bytes, path: str, line: int) -> str:
+    """Where a piece's doubles show a fraction (the line, for a top-level column)."""
+    frac = pc.not_equal(values, pc.floor(values))
+    if top and pc.any(frac).as_py():
+        row = pc.index(frac, True).as_py()
+        return f"e.g. {values[row].as_py()} at {path}, line {_line_of_row(raw, line, row)}"
+    last = line + raw.count(b"\n")
+    return f"{path}, lines {line}..{last}"
 
 
 def scan_piece(table: pa.Table, raw: bytes, path: str, line: int,
-               columns: dict[str, NumberColumn]) -> pa.Schema:
-    """Note the numbers of one parsed piece; its schema with every top-level number
-    column as int64 (a stand-in until the pass has seen all pieces)."""
-    fields, exact = [], []
-    for f in table.schema:
-        if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)):
-            fields.append(f)
-            continue
-        col = columns.setdefault(f.name, NumberColumn(f.name))
-        values = table.column(f.name)
-        if pa.types.is_floating(f.type):
-            if _double_column(values, col, raw, path, line):
-                exact.append(f.name)
-        elif values.null_count < len(values) and pc.min(values).as_py() < 0:
+               numbers: Numbers) -> pa.Schema:
+    """Note the numbers of one parsed piece; its schema with every number type (top-level
+    or nested) as int64, a stand-in until the pass has seen all pieces."""
+    exact: list[Steps] = []
+
+    def visit(steps: Steps, t: pa.DataType, values: pa.ChunkedArray | None) -> pa.DataType:
+        col = numbers.setdefault(steps, NumberColumn(show(steps)))
+        if values is None or values.null_count == len(values):
+            return pa.int64()
+        if pa.types.is_floating(t):
+            if pc.any(pc.greater_equal(pc.abs(values), float(_EXACT))).as_py():
+                exact.append(steps)  # integers among these may be beyond a double
+            elif col.fraction_at is None:
+                # every integer here is below 2**53, so in int64: Arrow chose double
+                # because some number has a fraction or an exponent
+                col.fraction_at = _fraction_at(values, len(steps) == 1, raw, path, line)
+        elif pc.min(values).as_py() < 0:
             col.negative = True
-        fields.append(pa.field(f.name, pa.int64()))
+        return pa.int64()
+
+    schema = pa.schema([f.with_type(retype(f.type, table.column(f.name), (f.name,), visit))
+                        for f in table.schema])
     if exact:
-        _tokens(raw, path, line, exact, columns)
-    return pa.schema(fields)
-
-
-def with_number_types(schema: pa.Schema, columns: dict[str, NumberColumn]) -> pa.Schema:
-    """``schema`` with each number column's type decided by the whole pass."""
-    for name, col in columns.items():
-        i = schema.get_field_index(name)
-        if i >= 0:
-            schema = schema.set(i, schema.field(i).with_type(col.arrow_type()))
+        _tokens(raw, path, line, exact, numbers)
     return schema
+
+
+def with_number_types(schema: pa.Schema, numbers: Numbers) -> pa.Schema:
+    """``schema`` with each number type decided by the whole pass."""
+    def decided(steps: Steps, t: pa.DataType, values: pa.ChunkedArray | None) -> pa.DataType:
+        col = numbers.get(steps)
+        return col.arrow_type() if col is not None else t
+
+    return pa.schema([f.with_type(retype(f.type, None, (f.name,), decided)) for f in schema])
 
 
 def unify_pieces(path: str, schemas: list[tuple[int, pa.Schema]]) -> pa.Schema:
