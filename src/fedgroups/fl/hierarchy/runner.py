@@ -9,7 +9,6 @@ directory is described in ``records.py`` and ``docs/hierarchy.md``.
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from fedgroups.fl import driver
 from fedgroups.fl.algorithms import Params
 from fedgroups.fl.backends import BackendName, make_backend
 from fedgroups.fl.client_pool import ClientPool
-from fedgroups.fl.config import ConfigError, TrainConfig
+from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.errors import NonFiniteLossError
 from fedgroups.fl.hierarchy import records as rec
@@ -128,11 +127,10 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
                     residuals=hier.residuals if hier.method in USES_RESIDUALS else 0,
                     device=device, on_attention=attention_buffer.append,
                     pool=(ClientPool(model, config.run.client_threads)
-                          if config.run.client_threads > 1 else None))
-    # TODO(backend): pass backend=be to Shared(...) once fl/hierarchy/node.py's Shared has a
-    # ``backend`` field; until then every rank runs the whole tree and only rank 0 writes.
+                          if config.run.client_threads > 1 else None),
+                    backend=be)  # leaf cohorts spread over ranks; only rank 0 writes
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
-    root, used_settings = _build(plan, config, hier, shared, init, strategy)
+    root, used_settings = build_nodes(plan, config, hier, shared, init, strategy=strategy)
     inner = flat_budget(plan)[0] if hier.method == "fl" else 1
     nodes = {n.path: n for n in root.walk()}
     if main:
@@ -173,7 +171,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
             totals["client_updates"] += rows[0].clients
             totals["seconds"] += seconds
             new: list[rec.EvalRecord] = []
-            if loop.eval_due(r):
+            if main and loop.eval_due(r):  # rank 0 evaluates, as in a flat run
                 new = evaluate_leaves(plan, root, hier.method, eval_model, scratch, held_out,
                                       config, r)
                 evals.extend(new)
@@ -217,17 +215,6 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
                               keys)
     return HierarchyResult(run_dir=run_path, rows=rows_all, evals=evals, summary=summary,
                            root=root, plots=plots)
-
-
-def _build(plan: Any, config: TrainConfig, hier: HierarchyConfig, shared: Shared,
-           init: dict[str, Any], strategy: Strategy | None) -> tuple[FedNode, dict[str, Any]]:
-    """``build_nodes``, with a strategy given from Python as every node's base strategy."""
-    if strategy is None:
-        return build_nodes(plan, config, hier, shared, init)
-    if "strategy" not in inspect.signature(build_nodes).parameters:
-        raise ConfigError("run(strategy=...) for a hierarchical run needs build_nodes(..., "
-                          "strategy=) in fl/hierarchy/build.py, which this version lacks")
-    return build_nodes(plan, config, hier, shared, init, strategy=strategy)
 
 
 def cohort_notes(root: FedNode) -> list[str]:
