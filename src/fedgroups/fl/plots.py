@@ -93,7 +93,7 @@ def plot_personalization(records_path: Path, path: Path, *,
     records = [r for r in records if r["round"] == last]
     names = sorted({r["dataset"] for r in records})
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(names), figsize=(min(16.0, 5.5 * len(names)), 4.6),
+    fig, axes = plt.subplots(1, len(names), figsize=(min(14.0, 5.5 * len(names)), 4.6),
                              squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], names):
         pre = [r["pre"] for r in records if r["dataset"] == name]
