@@ -3,6 +3,7 @@ resume may change, the checks made before anything is written, and how a run rep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -110,8 +111,7 @@ def test_a_run_with_a_python_strategy_is_recorded_and_not_resumed_as_another(
 
     data = make_dataset(make_records(8))
     cfg = parse_config(tiny_config(data, str(tmp_path / "run"), **QUICK))
-    custom = strategy_from_config(cfg)
-    custom = type(custom)(**{**custom.__dict__, "processors": (NormClip(max_norm=1.0),)})
+    custom = dataclasses.replace(strategy_from_config(cfg), processors=(NormClip(max_norm=1.0),))
     run(cfg, strategy=custom, echo=lambda s: None)
     injected = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["strategy"]
     assert "NormClip" in injected["injected"]

@@ -148,12 +148,18 @@ def _qualname(obj: Any) -> str:
 
 def describe_strategy(strategy: Any) -> str:
     """A Python-given strategy, by the qualified names of its pieces (recorded in config.yaml)."""
-    parts = [f"local_update={_qualname(strategy.local_update)}",
-             "weighting=" + (strategy.weighting if isinstance(strategy.weighting, str)
-                             else _qualname(strategy.weighting)),
-             "processors=[" + ", ".join(_qualname(p) for p in strategy.processors) + "]",
-             f"aggregator={_qualname(strategy.aggregator)}",
-             f"server={_qualname(strategy.server)}"]
+    import dataclasses
+
+    def name(value: Any) -> str:
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return repr(value) if not isinstance(value, str) else value
+        if isinstance(value, (tuple, list)):
+            return "[" + ", ".join(name(v) for v in value) + "]"
+        return _qualname(value)
+
+    if not dataclasses.is_dataclass(strategy):
+        return _qualname(strategy)
+    parts = [f"{f.name}={name(getattr(strategy, f.name))}" for f in dataclasses.fields(strategy)]
     return f"{_qualname(strategy)}({'; '.join(parts)})"
 
 

@@ -137,3 +137,22 @@ def test_non_finite_noise_multiplier_is_a_config_error(value: str) -> None:
                              f"{{clip_norm: 1.0, noise_multiplier: {value}}}}}}}}}")
     with pytest.raises(ConfigError, match=r"hierarchy.node_settings.es.privacy.noise_multiplier must be a finite number"):
         parse_hierarchy(section)
+
+
+def test_a_python_strategy_reaches_every_leaf_and_is_recorded(
+        world_data: str, tmp_path: Path, world_config_factory: Any, capsys: Any) -> None:
+    import dataclasses
+
+    from fedgroups.fl.strategy import NormClip, strategy_from_config
+
+    cfg = parse_config(world_config_factory(world_data, tmp_path / "run", **QUIET))
+    custom = dataclasses.replace(strategy_from_config(cfg),
+                                 processors=(NormClip(max_norm=1e-3),))
+    res = runner.run(cfg, strategy=custom, echo=lambda m: None)
+    leaves = [n for n in res.root.walk() if n.is_leaf]
+    assert leaves and all(any(isinstance(p, NormClip) for p in n.strategy.processors)
+                          for n in leaves)
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["strategy"]
+    assert "NormClip" in recorded["injected"]
+    assert cli.main(["train", "--resume", str(tmp_path / "run"), "--set", "rounds=2"]) == 2
+    assert "strategy given from Python" in capsys.readouterr().err
