@@ -130,7 +130,7 @@ def test_a_stateful_algorithm_is_refused_across_ranks() -> None:
 def test_a_selection_returning_duplicates_or_strangers_is_refused() -> None:
     for bad in ([0, 0, 1], [0, 99]):
         fed = _federation()
-        fed.strategy = dataclasses.replace(fed.strategy, selection=lambda n, k, ctx, probe: bad)
+        fed.strategy = dataclasses.replace(fed.strategy, selection=lambda n, k, ctx, probe, bad=bad: bad)
         fed.engine.strategy = fed.strategy
         with pytest.raises(ConfigError, match="strategy.selection.*distinct indices"):
             fed.run_round(0)
