@@ -35,9 +35,13 @@ class AdaptiveServer(Server):
                  rule: str) -> None:
         if rule not in ADAPTIVE:
             raise ConfigError(f"server.optimizer: unknown adaptive rule {rule!r}; one of {ADAPTIVE}")
+        betas = tuple(float(b) for b in config.betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"server.betas must be two numbers in [0, 1) for the {rule} "
+                              f"server rule; got {list(config.betas)}")
         self.params = {n: torch.nn.Parameter(t.detach().clone()) for n, t in params.items()}
         self.rule = rule
-        self.beta1, self.beta2 = (float(b) for b in config.betas)
+        self.beta1, self.beta2 = betas
         self.tau = float(getattr(config, "tau", 1e-3))
         self.m = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in self.params.items()}
         self.v = {n: torch.full_like(p, self.tau ** 2, dtype=torch.float32)
@@ -64,6 +68,10 @@ class AdaptiveServer(Server):
         return {"params": self.snapshot(), "m": self.m, "v": self.v, "rule": self.rule}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "m" not in state or "v" not in state:
+            raise ConfigError(f"the checkpoint's server has no adaptive state (m, v): it was "
+                              f"not trained with the {self.rule} rule; resume with the run's "
+                              "algorithm and server.optimizer")
         if state.get("rule", self.rule) != self.rule:
             raise ConfigError(f"the checkpoint's server rule is {state['rule']!r}, the config's "
                               f"{self.rule!r}: resume with the run's server.optimizer")
