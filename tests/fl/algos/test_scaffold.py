@@ -4,13 +4,12 @@ drift it removes on a heterogeneous quadratic problem, its state across a resume
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from algos_testkit import federation
+from algos_testkit import federation, world_config, world_dataset
 from fl_testkit import make_records, tiny_config
 
 from fedgroups.fl import algorithms
@@ -234,25 +233,10 @@ def test_resumed_run_equals_the_uninterrupted_one(make_dataset: Any, tmp_path: P
         assert torch.equal(p, q)
 
 
-def _hierarchy_helpers() -> Any:
-    """tests/fl/hierarchy/conftest.py's world data helpers (a conftest is not importable
-    by name from another folder)."""
-    path = Path(__file__).resolve().parents[1] / "hierarchy" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("hierarchy_world_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_leaf_of_a_tree_keeps_its_own_control_variates(tmp_path: Path) -> None:
-    from fedgroups.engine.api import build
     from fedgroups.fl.hierarchy.runner import run as run_tree
 
-    world = _hierarchy_helpers()
-    data = tmp_path / "world"
-    build(world.world_records(), "field:doc", str(data), group_columns=("family", "lang"),
-          progress=False)
-    cfg = world.world_config(str(data), tmp_path / "run", rounds=3, **{
+    cfg = world_config(world_dataset(tmp_path), tmp_path / "run", rounds=3, **{
         "hierarchy.levels": ["family"], "algorithm": {"name": "scaffold"},
         "personalization.enabled": False})
     res = run_tree(parse_config(cfg), echo=lambda m: None)
