@@ -108,3 +108,14 @@ def test_config_section_builds_fedprox_with_its_settings() -> None:
         federation({"algorithm.name": "fedprox", "algorithm.nu": 0.25})
     losses = [fed.run_round(r)["train_loss"] for r in range(3)]
     assert losses[-1] < losses[0]
+
+
+def test_client_threads_give_the_same_run() -> None:
+    """Clients trained two at a time (each thread its own model and hooks) = one at a time."""
+    over = {"algorithm.name": "fedprox", "algorithm.mu": 0.5}
+    one, two = federation(over), federation({**over, "run.client_threads": 2})
+    for r in range(2):
+        one.run_round(r)
+        two.run_round(r)
+    a, b = server_params(one), server_params(two)
+    assert all(torch.equal(a[n], b[n]) for n in a)

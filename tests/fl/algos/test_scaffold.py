@@ -257,3 +257,16 @@ def test_every_leaf_of_a_tree_keeps_its_own_control_variates(tmp_path: Path) -> 
     assert c0.keys() == c1.keys() and not all(torch.equal(c0[n], c1[n]) for n in c0)
     losses = [r["train_loss"] for r in res.rows if r.get("node") == "world" and "train_loss" in r]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
+
+
+def test_client_threads_give_the_same_run() -> None:
+    """Clients trained two at a time (each thread its own model and hooks) = one at a time."""
+    over = {"algorithm.name": "scaffold", "cohort_size": 4}
+    one, two = federation(over), federation({**over, "run.client_threads": 2})
+    for r in range(2):
+        one.run_round(r)
+        two.run_round(r)
+    a, b = one.server.snapshot(), two.server.snapshot()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    ca, cb = one.strategy.algorithm.c, two.strategy.algorithm.c
+    assert all(torch.equal(ca[n], cb[n]) for n in ca)
