@@ -18,8 +18,10 @@ converted to Python dicts whole, once, for groups iterated as dicts (:meth:`dict
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from collections import deque
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -59,6 +61,18 @@ def _dataset() -> tuple[Any, Any, Any]:
     fmt = pds.ParquetFileFormat(
         read_options=pds.ParquetReadOptions(dictionary_columns={KEY_COLUMN}))
     return pds, fmt, pfs.LocalFileSystem()
+
+
+# Feeds not closed yet. A stream abandoned mid-iteration and still referenced at exit (a
+# global, a traceback) would be closed only while the interpreter finalizes, too late for
+# Arrow's threads to finish its scans safely: close them before that, at exit.
+_LIVE: weakref.WeakSet[RowGroupFeed] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_feeds() -> None:
+    for feed in list(_LIVE):
+        feed.close()
 
 
 def _scan_schema(schema: pa.Schema) -> pa.Schema:
@@ -131,6 +145,20 @@ class _Scan:
             return code, self._schema.empty_table()
         return code, pa.Table.from_batches(batches)
 
+    def drain(self) -> None:
+        """Let the scan run to its end, discarding what it decodes: afterwards none of its
+        work is left on Arrow's threads. (Dropping an unfinished scan leaves its work
+        running there; at interpreter exit that work can meet a finalizing interpreter
+        and abort the process: "terminate called without an active exception".) At most
+        SEGMENT_BYTES of row groups, most of them decoded already."""
+        try:
+            for _ in self._batches:
+                pass
+        except (OSError, pa.ArrowException):
+            pass  # damage is reported when a row group is pulled, not when one is dropped
+        self.codes.clear()
+        self._pending = []
+
     def _damaged(self, shards: ShardCache, err: Exception) -> CorruptDatasetError:
         """The error naming the damaged file: the scan reads ahead, so what failed may be
         a later row group (of another shard) than the one being pulled; read each one not
@@ -182,6 +210,7 @@ class RowGroupFeed:
         # the stream's thread plans and pulls; a group handed to another thread may pull
         # too (its dicts convert the groups after it)
         self._lock = threading.RLock()
+        _LIVE.add(self)  # closed at exit if its stream is not closed before
 
     def _size(self, code: int) -> int:
         return self._shards.row_group_bytes(code >> 32)[code & _MASK]
@@ -323,8 +352,17 @@ class RowGroupFeed:
                         self._dict_bytes -= entry.rb.nbytes
 
     def close(self) -> None:
+        """Forget every planned row group and end the scans: each runs to its end first
+        (see :meth:`_Scan.drain`), so a stream closed — or abandoned, and closed at exit by
+        :func:`_close_live_feeds` — leaves no work on Arrow's threads. In a forked child
+        the parent's scans have no threads here: they are dropped."""
         with self._lock:
             self._held.clear()
             self._queue.clear()
             self._queued = 0
-            self._scans.clear()  # Arrow stops a scan when its iterator is dropped
+            scans, self._scans = self._scans, deque()
+            self._in_flight = 0
+            if self._pid == os.getpid():
+                for scan in scans:
+                    scan.drain()
+            _LIVE.discard(self)
