@@ -5,11 +5,11 @@ Each client minimises its loss plus a proximal term that keeps it near the globa
 
     h(w) = F_k(w) + (mu / 2) * ||w - w0||^2        grad h(w) = grad F_k(w) + mu * (w - w0)
 
-The local loop is FedAvg's (``fl/algorithms.py:client_update``): the proximal gradient
-``mu * (w - w0)`` is added to each aggregated parameter's gradient during backward (a
-tensor hook, :func:`gradient_hooks`), so it is there before clipping and the optimizer
-step.  Parameters kept local (``algorithm.local_params``) get no proximal term.  With
-``mu = 0`` no hook is installed: the run is FedAvg bit for bit.
+The local loop is FedAvg's (``fl/algorithms.py:client_update``): after every backward
+pass (``after_backward``) the proximal gradient ``mu * (w - w0)`` is added to each
+aggregated parameter's gradient, before clipping and the optimizer step.  Parameters kept
+local (``algorithm.local_params``) get no proximal term.  With ``mu = 0`` nothing is added:
+the run is FedAvg bit for bit.
 
 Config::
 
@@ -18,9 +18,8 @@ Config::
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,35 +28,6 @@ from fedgroups.fl.algorithm import Algorithm, ClientTask
 from fedgroups.fl.algorithms import ClientUpdate, client_update
 from fedgroups.fl.client_data import ClientData
 from fedgroups.fl.config import ClientConfig, ConfigError
-
-# (parameter name, its current value) -> the tensor added to that parameter's gradient
-GradientTerm = Callable[[str, torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def gradient_hooks(model: torch.nn.Module, names: Sequence[str], term: GradientTerm
-                   ) -> Iterator[None]:
-    """While inside, every backward adds ``term(name, value)`` to the gradient of each
-    parameter in ``names`` (once per backward, whatever the parameter's uses in the graph).
-
-    A parameter's hook runs before its gradient is accumulated into ``.grad``, so the
-    extra term is seen by clipping and by the optimizer step that follow.
-    """
-    params = dict(model.named_parameters())
-    handles = []
-
-    def make(name: str, p: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda grad: grad + term(name, p.detach()).to(grad.dtype)
-
-    try:
-        for n in names:
-            p = params[n]
-            if p.requires_grad:
-                handles.append(p.register_hook(make(n, p)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class FedProx(Algorithm):
@@ -76,18 +46,26 @@ class FedProx(Algorithm):
     def local_update(self, model: torch.nn.Module, data: ClientData, config: ClientConfig,
                      task: ClientTask, *, aggregated: Sequence[str], device: Any,
                      generator: torch.Generator) -> ClientUpdate:
-        run = lambda: client_update(model, data, config, "fedavg", start=task.start,  # noqa: E731
-                                    aggregated=aggregated, generator=generator, device=device)
-        if self.mu == 0:
-            return run()
-        centre = _on_device(task.start, aggregated, model)
+        pull = self.proximal_pull(model, task.start, aggregated) if self.mu else None
+        return client_update(model, data, config, "fedavg", start=task.start,
+                             aggregated=aggregated, generator=generator, device=device,
+                             after_backward=pull)
+
+    def proximal_pull(self, model: torch.nn.Module, start: Mapping[str, torch.Tensor],
+                      names: Sequence[str]) -> Callable[[], None]:
+        """A function adding ``mu·(w - w0)``, the gradient of ``(mu/2)·||w - w0||²``, to the
+        gradient of each parameter in ``names`` (``w0``: its value in ``start``)."""
+        params = dict(model.named_parameters())
+        centre = {n: start[n].to(params[n].device) for n in names}
         mu = self.mu
-        with gradient_hooks(model, aggregated, lambda n, w: mu * (w - centre[n])):
-            return run()
 
+        def pull() -> None:
+            with torch.no_grad():
+                for n in names:
+                    p = params[n]
+                    if p.grad is None:  # unused by this step's loss
+                        p.grad = mu * (p - centre[n])
+                    else:
+                        p.grad.add_(p - centre[n], alpha=mu)
 
-def _on_device(start: Mapping[str, torch.Tensor], names: Sequence[str],
-               model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """``start``'s tensors of ``names`` on the device of the model's parameters."""
-    params = dict(model.named_parameters())
-    return {n: start[n].to(params[n].device) for n in names}
+        return pull

@@ -41,7 +41,6 @@ import torch
 
 from fedgroups.fl.algorithm import Algorithm, ClientTask
 from fedgroups.fl.algorithms import ClientUpdate, Params, client_update
-from fedgroups.fl.algos.fedprox import gradient_hooks
 from fedgroups.fl.client_data import ClientData
 from fedgroups.fl.config import ClientConfig, ConfigError
 
@@ -92,10 +91,20 @@ class Scaffold(Algorithm):
         c = task.payload.get("c") or zeros_like(task.start, aggregated)
         c_i = task.state if task.state is not None else zeros_like(task.start, aggregated)
         params = dict(model.named_parameters())
-        correction = {n: (c[n] - c_i[n]).to(params[n].device) for n in aggregated}
-        with gradient_hooks(model, aggregated, lambda n, w: correction[n]):
-            update = client_update(model, data, config, "fedavg", start=task.start,
-                                   aggregated=aggregated, generator=generator, device=device)
+        correction = {n: (c[n] - c_i[n]).to(params[n].device, params[n].dtype)
+                      for n in aggregated}
+
+        def correct() -> None:  # g -> g - c_i + c
+            for n in aggregated:
+                p = params[n]
+                if p.grad is None:  # unused in this step: its gradient is 0
+                    p.grad = correction[n].clone()
+                else:
+                    p.grad.add_(correction[n])
+
+        update = client_update(model, data, config, "fedavg", start=task.start,
+                               aggregated=aggregated, generator=generator, device=device,
+                               after_backward=correct)
         if not update.finite or update.steps == 0:
             return update
         delta = dict(update.delta)
