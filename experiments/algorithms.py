@@ -5,8 +5,8 @@ this open), at CPU scale.
 On the pydocs corpus with ``configs/dg-meta.yaml``, this script:
 
 1. builds the corpus and the shared tokenizer unless they exist;
-2. takes FedAvg's and FedSGD's rates from ``meta_learning.py``'s tuning table when it was
-   made on the same grid (``--retune`` runs the grid instead); tunes FedProx's mu at
+2. tunes FedAvg and FedSGD on ``meta_learning.py``'s grid (its runs are reused when they
+   are in ``--runs``; ``--tuning-from`` reuses its table instead); tunes FedProx's mu at
    FedAvg's chosen rates and SCAFFOLD's client lr over FedAvg's client-lr grid at FedAvg's
    server rate -- all on the validation clients, seed 0;
 3. trains the four algorithms with their chosen settings for every seed (the same client
@@ -73,7 +73,8 @@ def _read_tuning(path: Path) -> list[dict[str, Any]]:
 def base_tuning(ctx: Context, table: Path | None) -> list[dict[str, Any]]:
     """FedAvg's and FedSGD's tuning rows: those of ``table`` if it holds exactly this
     scale's grid and no setting was changed with --set, else the grid is run here (runs
-    already trained are reused)."""
+    already trained are reused).  The table does not name its corpus: reusing it is the
+    caller's claim that the corpus is the same."""
     grid = {(a, "-" if c is None else c, s) for a, c, s in common.tuning_runs(ctx)}
     if table is not None and table.exists():
         rows = _read_tuning(table)
@@ -179,7 +180,8 @@ def phase_tables(ctx: Context, seeds: list[dict[str, Any]],
             rows.append(row)
         columns = ["algorithm", "seeds", "p10", "p50", "p90"]
         columns += ["heldout_loss"] if phase == "pre" else []
-        tables.write_table(ctx.results / f"personalization-{phase}", rows, columns)
+        tables.write_table(ctx.results / f"personalization-{phase}", rows, columns,
+                           [f"p{q}_{s}" for q in QS for s in ("mean", "min", "max")])
 
 
 def differences(ctx: Context, seeds: list[dict[str, Any]],
@@ -283,20 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     common.add_arguments(parser)
     parser.add_argument("--algorithms", type=_algorithms, default=ALGORITHMS,
                         help=f"comma-separated subset of {','.join(ALGORITHMS)} (default all)")
-    parser.add_argument("--tuning-from", type=Path, default=None,
-                        help="FedAvg/FedSGD tuning table to reuse (default: meta_learning.py's "
-                        "results at this scale)")
-    parser.add_argument("--retune", action="store_true",
-                        help="run the FedAvg/FedSGD grid here instead of reusing a table")
+    parser.add_argument("--tuning-from", type=Path, default=None, metavar="TUNING_CSV",
+                        help="reuse FedAvg's and FedSGD's rates from this tuning table of "
+                        "meta_learning.py (same grid; made on the same corpus: the corpus is "
+                        "the installed environment, so check `fedgroups info`); default: run "
+                        "the grid (runs meta_learning.py trained in --runs are reused)")
     args = parser.parse_args(argv)
     ctx = common.context(args, "algorithms")
-    table = None if args.retune else (
-        args.tuning_from or common.RESULTS / f"meta_learning{'-smoke' if args.smoke else ''}"
-        / "tuning.csv")
     algorithms: tuple[str, ...] = args.algorithms
     common.ensure_corpus(ctx)
     common.ensure_tokenizer(ctx)
-    tuned = tune(ctx, algorithms, table)
+    tuned = tune(ctx, algorithms, args.tuning_from)
     ctx.log(f"chosen: {tuned}")
     runs = {(alg, seed): common.final_run(ctx, alg, tuned[alg], seed, "constant")
             for alg in algorithms for seed in ctx.scale.seeds}

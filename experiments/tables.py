@@ -32,11 +32,13 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def write_table(stem: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    """``stem.csv`` (full precision) and ``stem.md`` (a Markdown table)."""
+def write_table(stem: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                csv_only: Sequence[str] = ()) -> None:
+    """``stem.csv`` (full precision; ``columns`` then ``csv_only``, e.g. the numbers
+    behind a ``mean [min–max]`` cell) and ``stem.md`` (a Markdown table of ``columns``)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     with stem.with_suffix(".csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=[*columns, *csv_only], extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
