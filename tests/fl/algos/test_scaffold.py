@@ -133,6 +133,9 @@ def test_scaffold_needs_a_plain_sgd_client() -> None:
                       "client.lr": 0.01})
     with pytest.raises(ConfigError, match="algorithm scaffold needs client.optimizer: sgd.*'adam'"):
         fed.run_round(0)
+    with pytest.raises(ConfigError, match="needs client.optimizer: sgd.*'momentum'"):
+        Scaffold().check_client(ClientConfig(optimizer="momentum"))
+    Scaffold().check_client(ClientConfig(optimizer="sgd", weight_decay=0.1))
 
 
 def test_distributed_backend_is_refused() -> None:

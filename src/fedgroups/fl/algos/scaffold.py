@@ -79,15 +79,19 @@ class Scaffold(Algorithm):
     def __init__(self) -> None:
         self.c: Params | None = None  # None: zeros (made from the first round's shapes)
 
+    def check_client(self, client: ClientConfig) -> None:
+        """ConfigError unless clients take plain SGD steps (callable before a run starts)."""
+        if client.optimizer != "sgd":
+            raise ConfigError(f"algorithm scaffold needs client.optimizer: sgd (its control "
+                              f"variates assume plain SGD steps); got {client.optimizer!r}")
+
     def configure(self, key: Any, ctx: Any) -> dict[str, Any]:
         return {"c": self.c}
 
     def local_update(self, model: torch.nn.Module, data: ClientData, config: ClientConfig,
                      task: ClientTask, *, aggregated: Sequence[str], device: Any,
                      generator: torch.Generator) -> ClientUpdate:
-        if config.optimizer != "sgd":
-            raise ConfigError(f"algorithm scaffold needs client.optimizer: sgd (its control "
-                              f"variates assume plain SGD steps); got {config.optimizer!r}")
+        self.check_client(config)
         c = task.payload.get("c") or zeros_like(task.start, aggregated)
         c_i = task.state if task.state is not None else zeros_like(task.start, aggregated)
         params = dict(model.named_parameters())
