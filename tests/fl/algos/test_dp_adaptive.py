@@ -264,3 +264,15 @@ def test_resume_keeps_the_clip_norm_and_gives_the_same_model(
     assert [r["dp/clip_norm"] for r in whole.rows] == [r["dp/clip_norm"] for r in resumed.rows]
     for p, q in zip(whole.model.parameters(), resumed.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_check_refuses_before_a_run_a_cohort_too_small_for_the_default_count_noise() -> None:
+    """``check(cohort_size=..., backend_world_size=...)``, for a strategy-level dry check."""
+    dp = AdaptiveClipDP(noise_multiplier=1.0, initial_clip=1.0)
+    dp.check(cohort_size=11)  # σ_b = 0.55 > 0.5
+    with pytest.raises(ConfigError, match=r"clipped_count_stddev \(0.5\) must be more than"):
+        dp.check(cohort_size=10)
+    AdaptiveClipDP(noise_multiplier=1.0, initial_clip=1.0, clipped_count_stddev=1.0).check(
+        cohort_size=1)
+    with pytest.raises(ConfigError, match="'dp_adaptive' .* backend 'sequential' only"):
+        dp.check(cohort_size=40, backend_world_size=2)

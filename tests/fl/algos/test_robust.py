@@ -282,3 +282,17 @@ def test_the_cli_refuses_dp_with_median_before_any_run_folder(
     assert len(err.splitlines()) == 1, err
     assert "strategy.aggregator 'median'" in err and "use the default aggregator with DP" in err
     assert not out.exists()
+
+
+def test_check_refuses_before_a_run_what_its_first_round_would() -> None:
+    """``check(cohort_size=..., backend_world_size=...)``, for a strategy-level dry check."""
+    krum = Krum({}, byzantine=2, m=3)
+    krum.check(cohort_size=7)
+    with pytest.raises(ConfigError, match=r"at least 2f \+ 3 = 7 .*; cohort_size is 6"):
+        krum.check(cohort_size=6)
+    with pytest.raises(ConfigError, match=r"m = 6 is more than n - f = 5 for 7 participants"):
+        Krum({}, byzantine=2, m=6).check(cohort_size=7)
+    for agg in (Median({}), TrimmedMean({}, beta=0.1), krum):
+        with pytest.raises(ConfigError, match="runs with backend 'sequential' only"):
+            agg.check(cohort_size=9, backend_world_size=2)
+    Median({}).check(cohort_size=1)

@@ -97,6 +97,14 @@ class AdaptiveClipDP(Processor):
         self._seen = self._unclipped = 0  # this round, on this process
         self._last: dict[str, float] = {}
 
+    def check(self, *, cohort_size: int, backend_world_size: int = 1) -> None:
+        """Refuse, before a run starts, what would fail in its first round."""
+        if backend_world_size > 1:
+            raise ConfigError(f"strategy processor '{NAME}' counts unclipped updates in one "
+                              "process: it runs with backend 'sequential' only")
+        if self.count_stddev is None:
+            update_noise_multiplier(self.noise_multiplier, cohort_size / 20)
+
     def count_stddev_for(self, ctx: RoundContext, clients: float) -> float:
         """σ_b: as set, else (expected clients per round) / 20 (the paper's default)."""
         if self.count_stddev is not None:

@@ -66,6 +66,11 @@ class KeepAll(Aggregator):
         raise ConfigError(f"strategy.aggregator {type(self).__name__} keeps every delta: it "
                           "runs with backend 'sequential' only")
 
+    def check(self, *, cohort_size: int, backend_world_size: int = 1) -> None:
+        """Refuse, before a run starts, what would fail in its first round."""
+        if backend_world_size > 1:
+            self.all_reduce()
+
     def stacked(self, name: str) -> torch.Tensor:
         """The kept deltas of parameter ``name``, stacked: (n, *shape)."""
         return torch.stack([d[name] for d in self.kept])
@@ -134,14 +139,28 @@ class Krum(KeepAll):
         super().__init__(template)
         self.byzantine, self.m = byzantine, m
 
-    def scores(self) -> list[float]:
-        """Krum's score of each kept delta (float64)."""
-        n, f = len(self.kept), self.byzantine
+    def check(self, *, cohort_size: int, backend_world_size: int = 1) -> None:
+        super().check(cohort_size=cohort_size, backend_world_size=backend_world_size)
+        self._check_count(cohort_size, f"cohort_size is {cohort_size}")
+        self._check_m(cohort_size)
+
+    def _check_count(self, n: int, had: str) -> None:
+        f = self.byzantine
         if n < 2 * f + 3:
             raise ConfigError(
                 f"strategy.aggregator krum with byzantine: {f} needs at least 2f + 3 = "
-                f"{2 * f + 3} participants per round; this round had {n} (cohort_size "
-                "too small, or clients skipped): raise cohort_size or lower byzantine")
+                f"{2 * f + 3} participants per round; {had} (cohort_size too small, or "
+                "clients skipped): raise cohort_size or lower byzantine")
+
+    def _check_m(self, n: int) -> None:
+        if self.m > n - self.byzantine:
+            raise ConfigError(f"strategy.aggregator krum: m = {self.m} is more than n - f = "
+                              f"{n - self.byzantine} for {n} participants; lower m")
+
+    def scores(self) -> list[float]:
+        """Krum's score of each kept delta (float64)."""
+        n, f = len(self.kept), self.byzantine
+        self._check_count(n, f"this round had {n}")
         dist = torch.zeros(n, n, dtype=torch.float64)
         for name in self.sums:
             x = self.stacked(name).reshape(n, -1).double()  # (n, numel)
@@ -153,10 +172,8 @@ class Krum(KeepAll):
     def chosen(self) -> list[int]:
         """Cohort positions (in order of kept deltas) that multi-Krum averages."""
         scores = self.scores()
-        n, f = len(self.kept), self.byzantine
-        if self.m > n - f:
-            raise ConfigError(f"strategy.aggregator krum: m = {self.m} is more than n - f = "
-                              f"{n - f} for this round's {n} participants; lower m")
+        n = len(self.kept)
+        self._check_m(n)
         return sorted(range(n), key=lambda i: (scores[i], i))[: self.m]
 
     def estimate(self) -> Params:
