@@ -72,6 +72,10 @@ class Algorithm:
         """The algorithm's settings as recorded in config.yaml (``algorithm.params``)."""
         return {}
 
+    def check_client(self, config: ClientConfig) -> None:
+        """Raise ConfigError if the algorithm cannot train with these client settings
+        (called before a run starts)."""
+
     def configure(self, key: Any, ctx: Any) -> dict[str, Any]:
         """The payload sent to client ``key`` this round (``ctx``: the RoundContext)."""
         return {}

@@ -110,8 +110,8 @@ def check_before_start(config: Any, *, resume: bool, overwrite: bool = False,
         record = config_record(light_config_dict(config))
     check_optional_dependencies(config)
     saved = read_recorded_config(run_dir) if resume else None
-    if saved is not None:
-        check_resume_config(run_dir, saved, record)
+    if saved is not None:  # the algorithm's name and settings are checked once resolved
+        check_resume_config(run_dir, saved, record, resolved=False)
 
 
 def light_config_dict(config: Any) -> dict[str, Any]:
@@ -125,15 +125,35 @@ def light_config_dict(config: Any) -> dict[str, Any]:
     return resolved_config_dict(config, parse_hierarchy(config.hierarchy))
 
 
-def resolve_strategy(config: Any, strategy: Any, model_factory: Any) -> Any:
+def resolve_strategy(config: Any, strategy: Any, model_factory: Any,
+                     backend: str = "sequential") -> Any:
     """The run's strategy (the one given, else the config's, which checks its plug-ins),
-    after checking that ``model.factory`` imports."""
+    after checking that ``model.factory`` imports; then what can be checked of it before a
+    run starts (its selection on a dry run, client state across ranks)."""
     from fedgroups.fl.plugins import load_callable
     from fedgroups.fl.strategy import strategy_from_config
 
     if model_factory is None and config.model.factory is not None:
         load_callable(config.model.factory, "model.factory")
-    return strategy_from_config(config) if strategy is None else strategy
+    chosen = strategy_from_config(config) if strategy is None else strategy
+    check = getattr(chosen, "check", None)
+    if check is not None:
+        check(cohort_size=config.cohort_size, seed=config.seed,
+              backend_world_size=2 if backend == "distributed" else 1, client=config.client)
+    return chosen
+
+
+def record_algorithm(record: dict[str, Any], strategy: Any, injected: bool) -> dict[str, Any]:
+    """``record`` with the algorithm as resolved: its name and every setting, defaults
+    included (a factory's algorithm is recorded by the name it gives itself)."""
+    algo = getattr(strategy, "algorithm", None)
+    if injected or algo is None or not isinstance(record.get("algorithm"), Mapping):
+        return record
+    section = dict(record["algorithm"])
+    section["name"] = getattr(algo, "name", section.get("name"))
+    settings = algo.settings() if callable(getattr(algo, "settings", None)) else {}
+    section["params"] = {**(section.get("params") or {}), **dict(settings)}
+    return {**record, "algorithm": section}
 
 
 # --- the recorded config and what a resume may change ---------------------------------
@@ -193,8 +213,13 @@ def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[tup
             if k in old and old.get(k) != new.get(k)]
 
 
-def check_resume_config(run_dir: Path, saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
-    """Refuse a resume that would change what is trained (one line, every such setting)."""
+def check_resume_config(run_dir: Path, saved: Mapping[str, Any], now: Mapping[str, Any],
+                        resolved: bool = True) -> None:
+    """Refuse a resume that would change what is trained (one line, every such setting).
+
+    ``resolved`` False: ``now`` does not know the algorithm's resolved name and settings
+    yet (that needs its code imported): those are left to the check after
+    :func:`record_algorithm`."""
     was, is_ = (saved.get("strategy") or {}), (now.get("strategy") or {})
     if "injected" in was or "injected" in is_:
         if was.get("injected") != is_.get("injected"):
@@ -202,7 +227,8 @@ def check_resume_config(run_dir: Path, saved: Mapping[str, Any], now: Mapping[st
             new = is_.get("injected") or "the config's algorithm/strategy sections"
             raise ConfigError(f"--resume {run_dir}: the run was trained with strategy {old}; "
                               f"this resume would use {new}: resume with the run's strategy")
-    bad = [c for c in config_changes(saved, now) if not _safe(c[0])]
+    bad = [c for c in config_changes(saved, now) if not _safe(c[0])
+           and (resolved or not (c[0] == "algorithm.name" or c[0].startswith("algorithm.params")))]
     if bad:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in bad)
         raise ConfigError(f"--resume {run_dir}: cannot change {listed} (a resume may change "
@@ -269,6 +295,14 @@ def dataset_identity(sources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{name: {path, index_sha256}}`` of every dataset a run reads (saved in checkpoints)."""
     return {name: {"path": path, "index_sha256": digest}
             for name, (path, digest) in sources.items()}
+
+
+def write_datasets(run_dir: Path, ids: Mapping[str, Any]) -> None:
+    """``datasets.json``: the identity of every dataset the run reads (what ``compare``
+    uses to tell two datasets at one path apart; checkpoints hold the same)."""
+    tmp = run_dir / "datasets.json.tmp"
+    tmp.write_text(json.dumps(dict(ids), indent=1, sort_keys=True) + "\n")
+    tmp.replace(run_dir / "datasets.json")
 
 
 def check_datasets(saved: Mapping[str, Any] | None, now: Mapping[str, Any], ckpt: Path,

@@ -149,7 +149,8 @@ class RoundEngine:
         if clients:
             backend.reduce(aggregate)
         if aggregate.stat("nonfinite") > 0:
-            where = f"federation {self.node!r}, its round {r}" if self.node else f"round {r}"
+            where = (f"federation {self.node!r}, its round {r + 1}" if self.node
+                     else f"round {r + 1}")  # rounds done, as records count them
             example = f" (e.g. client {first_bad!r})" if first_bad is not None else ""
             raise NonFiniteLossError(f"{where}: non-finite training loss in "
                                      f"{int(aggregate.stat('nonfinite'))} client(s){example}")

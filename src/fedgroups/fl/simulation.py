@@ -62,7 +62,8 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     """
     record = driver.config_record(to_dict(config), strategy)
     driver.check_before_start(config, resume=resume, overwrite=overwrite, record=record)
-    chosen = driver.resolve_strategy(config, strategy, model_factory)
+    chosen = driver.resolve_strategy(config, strategy, model_factory, backend)
+    record = driver.record_algorithm(record, chosen, injected=strategy is not None)
     device = driver.apply_run_settings(config.run)
     be = make_backend(backend)
     main = be.rank == 0
@@ -91,6 +92,7 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
             log.write_csv()
         tokenizer = driver.prepare_run_tokenizer(config, train_src, run_path, resume)
         driver.write_yaml(run_path / "config.yaml", record)
+        driver.write_datasets(run_path, all_ids)
     be.barrier()
     if not main:
         tokenizer = load_tokenizer(run_path)

@@ -258,6 +258,23 @@ class Strategy:
 
         return make_server(params, config, self.algorithm.server_optimizer)
 
+    def check(self, *, cohort_size: int, seed: int, backend_world_size: int = 1,
+              client: Any = None) -> None:
+        """What can be checked before a run starts: the selection rule on a dry run (round 0
+        of a pool twice the cohort, every probe 0.0), client state across ranks, and the
+        client settings the algorithm needs."""
+        if client is not None and callable(getattr(self.algorithm, "check_client", None)):
+            self.algorithm.check_client(client)
+        members = max(2 * cohort_size, 2)
+        self.select(members, cohort_size, RoundContext(round=0, seed=seed,
+                                                       num_members=members),
+                    lambda i: 0.0)
+        if self.algorithm.client_state and backend_world_size > 1:
+            raise ConfigError(
+                f"algorithm {self.algorithm.name!r} keeps per-client state and needs backend "
+                "'sequential' (ranks train different clients every round, so a client's "
+                "state would be on another rank); run without --backend distributed")
+
     def select(self, num_members: int, cohort_size: int, ctx: RoundContext,
                probe: Callable[[int], float] | None) -> list[int]:
         """The cohort, checked: distinct indices of existing members."""

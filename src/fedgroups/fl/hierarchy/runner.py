@@ -81,7 +81,8 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     hier = hierarchy if hierarchy is not None else parse_hierarchy(config.hierarchy or {})
     record = driver.config_record(resolved_config_dict(config, hier), strategy)
     driver.check_before_start(config, resume=resume, overwrite=overwrite, record=record)
-    driver.resolve_strategy(config, strategy, model_factory)
+    chosen = driver.resolve_strategy(config, strategy, model_factory, backend)
+    record = driver.record_algorithm(record, chosen, injected=strategy is not None)
     device = driver.apply_run_settings(config.run)
     be = make_backend(backend)
     main = be.rank == 0
@@ -108,6 +109,7 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
                              name="data")
         tokenizer = driver.prepare_run_tokenizer(config, source, run_path, resume)
         driver.write_yaml(run_path / "config.yaml", record)
+        driver.write_datasets(run_path, identity)
     be.barrier()
     if not main:
         tokenizer = load_tokenizer(run_path)
