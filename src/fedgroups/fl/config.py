@@ -188,6 +188,8 @@ class ServerConfig(OptimizerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.tau > 0, f"server.tau must be > 0; got {self.tau}")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+               f"server.betas must be two numbers in [0, 1); got {list(self.betas)}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -268,7 +268,11 @@ class Strategy:
         members = max(2 * cohort_size, 2)
         self.select(members, cohort_size, RoundContext(round=0, seed=seed,
                                                        num_members=members),
-                    lambda i: 0.0)
+                    lambda i: 0.0, dry=True)
+        for piece in (*self.processors, self.aggregator({})):
+            check = getattr(piece, "check", None)
+            if callable(check):  # e.g. Krum's 2f + 3, dp_adaptive's count noise
+                check(cohort_size=cohort_size, backend_world_size=backend_world_size)
         if self.algorithm.client_state and backend_world_size > 1:
             raise ConfigError(
                 f"algorithm {self.algorithm.name!r} keeps per-client state and needs backend "
@@ -276,7 +280,7 @@ class Strategy:
                 "state would be on another rank); run without --backend distributed")
 
     def select(self, num_members: int, cohort_size: int, ctx: RoundContext,
-               probe: Callable[[int], float] | None) -> list[int]:
+               probe: Callable[[int], float] | None, dry: bool = False) -> list[int]:
         """The cohort, checked: distinct indices of existing members."""
         chosen = [int(i) for i in self.selection(num_members, cohort_size, ctx, probe)]
         bad = [i for i in chosen if not 0 <= i < num_members]
@@ -285,7 +289,9 @@ class Strategy:
                     "duplicates" if len(set(chosen)) != len(chosen) else "no member")
             raise ConfigError(
                 f"strategy.selection {getattr(self.selection, '__name__', self.selection)!r} "
-                f"returned {what} (round {ctx.round}, {num_members} members); it must return "
+                f"returned {what} ("
+                + ("a dry run before the run starts" if dry else f"round {ctx.round + 1}")
+                + f", {num_members} members); it must return "
                 "distinct indices in range(num_members)")
         return chosen
 
@@ -353,11 +359,12 @@ def _resolve(entry: Mapping[str, Any], where: str, builtins: Mapping[str, str],
 def _check_settings(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
     from fedgroups.fl.algorithm import valid_settings
 
-    valid = [v for v in valid_settings(fn) if v != "template"]
-    unknown = sorted(set(kwargs) - set(valid)) if valid else []
+    readable = valid_settings(fn)
+    valid = [v for v in readable if v != "template"]
+    unknown = sorted(set(kwargs) - set(valid)) if readable else []
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(valid)}")
+                          f"{', '.join(valid) or '(none)'}")
 
 
 def _call(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> Any:

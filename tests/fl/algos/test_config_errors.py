@@ -110,11 +110,6 @@ def selection_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the cohort is checked (Strategy.select, fl/strategy.py) in the first round, after "
-    "fl/simulation.run has created the run folder, written config.yaml and the tokenizer, "
-    "and echoed the model line on stderr: exit 2 and the message are right, but stderr has "
-    "more than one line and the run folder exists"))
 def test_a_selection_returning_duplicates_is_one_line_exit_2_and_no_run_folder(
         selection_module: str, make_dataset: Any, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,7 +124,7 @@ def test_a_selection_returning_duplicates_is_one_line_exit_2_and_no_run_folder(
 def test_a_selection_returning_duplicates_stops_the_run_with_exit_2(
         selection_module: str, make_dataset: Any, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """What holds today (see the xfail above): exit 2, the message's own line, no round done."""
+    """The message says it was found on a dry run, before the run started."""
     data = make_dataset(make_records(8))
     code, err, out = _train(tmp_path, capsys, data, **{
         "eval.datasets": [],
@@ -137,7 +132,8 @@ def test_a_selection_returning_duplicates_stops_the_run_with_exit_2(
     assert code == 2, err
     last = err.splitlines()[-1]
     assert re.match(r"fedgroups train: (config )?error: strategy.selection 'repeat' returned "
-                    r"duplicates \(round 0, \d+ members\); it must return distinct indices",
+                    r"duplicates \(a dry run before the run starts, \d+ members\); it must return "
+                    r"distinct indices",
                     last), err
     assert "Traceback" not in err
     assert not (out / "checkpoints").exists()

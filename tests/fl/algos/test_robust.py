@@ -228,13 +228,8 @@ def _strategy(aggregator: dict) -> Strategy:
 
 @pytest.mark.parametrize("entry, match", [
     ({"name": "krum", "f": 1}, r"^strategy.aggregator: unknown setting\(s\) f; valid: byzantine, m$"),
-    pytest.param(
-        {"name": "median", "beta": 0.1},
-        r"^strategy.aggregator: unknown setting\(s\) beta; valid: \(none\)$",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "fl/strategy.py _check_settings drops 'template' before 'if valid else []', so a "
-            "plug-in with no settings of its own is taken as uninspectable and the error is "
-            "the TypeError 'KeepAll.__init__() got an unexpected keyword argument'"))),
+    ({"name": "median", "beta": 0.1},
+     r"^strategy.aggregator: unknown setting\(s\) beta; valid: \(none\)$"),
     ({"name": "trimmed_mean", "trim": 0.1}, r"unknown setting\(s\) trim; valid: beta$"),
     ({"name": "trimmed_mean", "beta": 0.5}, r"^strategy.aggregator: trimmed_mean: beta .* \[0, 0.5\); got 0.5$"),
     ({"name": "trimmed_mean", "beta": -0.1}, r"beta .* got -0.1"),

@@ -121,7 +121,7 @@ def test_a_flat_run_trains_on_the_highest_loss_candidates() -> None:
 
 def test_a_selection_returning_duplicates_is_refused() -> None:
     fed = federation({}, strategy=Strategy(selection=lambda n, k, ctx, probe: [1, 1]))
-    with pytest.raises(ConfigError, match=r"returned duplicates \(round 0, 8 members\)"):
+    with pytest.raises(ConfigError, match=r"returned duplicates \(round 1, 8 members\)"):
         fed.run_round(0)
 
 
