@@ -157,3 +157,29 @@ def test_a_truncated_shard_of_an_unchanged_dataset_is_still_called_truncated(cop
         f.truncate(os.path.getsize(shard) - 10)
     with pytest.raises(CorruptDatasetError, match="truncated or altered"):
         READS["stream"](copy)
+
+
+def test_types_parquet_gives_back_otherwise_read_and_verify(tmp_path):
+    """date64 is read back from Parquet as date32, time32[s] as time32[ms]: the shard's
+    schema is compared with the manifest's as Parquet gives it back, and the rows come in
+    those types everywhere (no false alarm, no ArrowInvalid)."""
+    import datetime
+
+    from fedgroups.format.verify import verify
+    n = 40
+    table = pa.table({
+        "user": [f"u{i % 4}" for i in range(n)],
+        "day": pa.array([datetime.datetime(2020, 1, 1 + i % 20) for i in range(n)],
+                        pa.date64()),
+        "at": pa.array(list(range(n)), pa.time32("s")),
+        "ls": pa.array([f"x{i}" for i in range(n)], pa.large_string()),
+    })
+    out = str(tmp_path / "typed")
+    fg.build(table, "field:user", out, workers=1, progress=False)
+    ds = fg.open(out)
+    assert verify(out) == []
+    assert ds.schema.field("day").type == pa.date32()
+    assert sum(len(list(g)) for g in ds.groups(seed=0)) == n
+    tables = [ds.group(k).to_arrow() for k in ds.keys()]
+    assert sum(t.num_rows for t in tables) == n
+    assert tables[0].schema.field("ls").type == pa.large_string()

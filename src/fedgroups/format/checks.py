@@ -3,8 +3,9 @@
 Each function returns what is wrong in words, naming no file: the caller adds the file and
 what to do. They read nothing from disk.
 
-- :func:`schema_difference`: a shard's schema against the manifest's (a renamed column, a
-  changed type, a column too many or missing);
+- :func:`schema_difference`: a shard's schema against the manifest's as Parquet gives it
+  back (:func:`as_read_from_parquet`): a renamed column, a changed type, a column too many
+  or missing;
 - :func:`index_problems`: the index against itself and the manifest (part numbers, row
   ranges inside their shards, keys strictly sorted, totals);
 - :func:`tiling_problems`: each shard's rows covered by exactly one part each (the build
@@ -20,8 +21,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from fedgroups.format.spec import KEY_TYPES
+
+
+def as_read_from_parquet(schema: pa.Schema) -> pa.Schema:
+    """The schema Arrow reads back from a Parquet file written with ``schema``: what a
+    shard's schema is compared with (a few types do not survive Parquet: ``date64`` is
+    read back as ``date32``)."""
+    sink = pa.BufferOutputStream()
+    pq.ParquetWriter(sink, schema).close()  # a file of no rows (write_table imports pandas)
+    return pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema_arrow
 
 
 def schema_difference(found: pa.Schema, expected: pa.Schema, *, found_as: str = "the shard",

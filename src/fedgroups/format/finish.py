@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fedgroups.arrays import scalar, to_numpy
+from fedgroups.arrays import from_numpy, scalar, to_numpy
 from fedgroups.errors import CorruptDatasetError
 from fedgroups.format.card import write_card
 from fedgroups.format.checks import index_problems, tiling_problems
@@ -136,7 +136,7 @@ def _check_index(path: str, index: pa.Table, shards: list[dict[str, Any]],
 
     part, rows, shard, first = (column(c) for c in ("part", "num_rows", "shard", "first_row"))
     keys = index.column("key").combine_chunks()
-    group_keys = keys.filter(pa.array(part == 0)) if index.num_rows else keys
+    group_keys = keys.take(from_numpy(np.flatnonzero(part == 0).astype(np.int64)))
     shard_rows = [s["num_rows"] for s in shards]
     problems = index_problems(part=part, rows=rows, shard=shard, first=first,
                               group_keys=group_keys, shard_rows=shard_rows, totals=totals)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fedgroups.errors import FedGroupsError
-from fedgroups.format.checks import key_type_problem, schema_difference
+from fedgroups.format.checks import as_read_from_parquet, key_type_problem, schema_difference
 from fedgroups.format.layout import leads_outside, manifest_path, stray_data_files
 from fedgroups.format.manifest import file_sha256, read_manifest, schema_from_json
 from fedgroups.format.rowstats import row_bytes, word_counts
@@ -151,11 +151,11 @@ def _shard(root: str, manifest: dict[str, Any], schema: pa.Schema, i: int, rows:
     try:
         f = pq.ParquetFile(spath, page_checksum_verification=True)
         _same_build(spath, f.metadata.metadata, manifest, problems)
-        difference = schema_difference(f.schema_arrow, schema)
+        difference = schema_difference(f.schema_arrow, as_read_from_parquet(schema))
         if difference:
             problems.append(f"{spath}: schema differs from the manifest's: {difference}")
             return
-        sizes, words, keys = _row_stats(f, manifest.get("text_column"))
+        sizes, words, keys = _row_stats(f, manifest.get("text_column"), schema)
     except (OSError, pa.ArrowException) as e:
         problems.append(f"{spath}: unreadable ({e})")
         return
@@ -181,12 +181,16 @@ def _shard(root: str, manifest: dict[str, Any], schema: pa.Schema, i: int, rows:
             problems.append(f"{spath}: the index's {name} of its groups differ from the rows")
 
 
-def _row_stats(f: pq.ParquetFile, text_column: str | None,
+def _row_stats(f: pq.ParquetFile, text_column: str | None, schema: pa.Schema,
                ) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """Per-row bytes and words, and the key column, one row group at a time."""
+    """Per-row bytes and words, and the key column, one row group at a time; the bytes of
+    the rows as the build counted them, in the manifest's types (a date64 column is read
+    back as date32: half the bytes)."""
     sizes, words, keys = [], [], []
     for rg in range(f.metadata.num_row_groups):
         t = f.read_row_group(rg)
+        if not t.schema.equals(schema):
+            t = t.cast(schema)
         sizes.append(row_bytes(t))
         words.append(word_counts(t.column(text_column)) if text_column else
                      np.zeros(t.num_rows, np.int64))

@@ -47,11 +47,11 @@ def open_checked(root: str, info: dict[str, Any], build_id: str | None,
         raise _replaced(root, info, build_id, path) or \
             CorruptDatasetError(f"{path}: shard file is missing ({e})") from e
     try:
-        md: pq.FileMetaData | None = pq.ParquetFile(
-            source, page_checksum_verification=True).metadata
+        opened = pq.ParquetFile(source, page_checksum_verification=True)
+        md: pq.FileMetaData | None = opened.metadata
         footer_error = None
     except (OSError, pa.ArrowException) as e:
-        md, footer_error = None, e
+        opened, md, footer_error = None, None, e
     found = build_id_of(md.metadata) if md is not None else None
     if md is not None and build_id is not None and found != build_id:
         raise _another_build(path, found, build_id)
@@ -65,7 +65,8 @@ def open_checked(root: str, info: dict[str, Any], build_id: str | None,
             "the shard was truncated or altered — rebuild the dataset")
     if md is None:
         raise CorruptDatasetError(f"{path}: not a readable Parquet file ({footer_error})")
-    _check_schema(path, md, schema)
+    assert opened is not None
+    _check_schema(path, opened, schema)
     if md.num_rows != info["num_rows"]:
         raise CorruptDatasetError(
             f"{path}: has {md.num_rows} rows but the manifest says {info['num_rows']}")
@@ -74,14 +75,14 @@ def open_checked(root: str, info: dict[str, Any], build_id: str | None,
     return path, md, starts, [g.total_byte_size for g in groups], source
 
 
-def _check_schema(path: str, md: pq.FileMetaData, schema: pa.Schema | None) -> None:
-    if KEY_COLUMN not in md.schema.names:
+def _check_schema(path: str, opened: pq.ParquetFile, schema: pa.Schema | None) -> None:
+    if KEY_COLUMN not in opened.metadata.schema.names:
         raise CorruptDatasetError(f"{path}: the footer names no {KEY_COLUMN!r} column; the "
                                   "shard is damaged — rebuild the dataset")
     if schema is None:
         return
-    try:
-        found = md.schema.to_arrow_schema()
+    try:  # as Arrow reads the file: the Parquet schema with the stored Arrow types applied
+        found = opened.schema_arrow
     except (OSError, pa.ArrowException) as e:
         raise CorruptDatasetError(f"{path}: the footer's schema cannot be read ({e}); the "
                                   "shard is damaged — rebuild the dataset") from e

@@ -185,7 +185,8 @@ class ShardCache:
         self.root = root
         self.shards = shards
         self.build_id = build_id  # the manifest's: every shard opened must carry it
-        self.schema = schema  # the manifest's (key column included): every shard's too
+        # the manifest's as Parquet gives it back (key column included): every shard's too
+        self.schema = schema
         self.cache_bytes = cache_bytes
         self._reset()
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from fedgroups.arrays import from_numpy
 from fedgroups.errors import CorruptDatasetError
+from fedgroups.format.checks import as_read_from_parquet
 from fedgroups.format.layout import leads_outside, manifest_path
 from fedgroups.format.manifest import read_manifest, schema_from_json
 from fedgroups.format.rows import column_values
@@ -45,7 +46,8 @@ class Store:
         self.manifest = manifest
         self.index = index
         self.arrays = arrays or IndexArrays.from_index(index)
-        full = schema_from_json(manifest["schema"])
+        # the schema as the shards give it back (date64 is read as date32): what rows are
+        full = as_read_from_parquet(schema_from_json(manifest["schema"]))
         self.shards = shards or ShardCache(root, manifest["shards"],
                                            build_id=manifest.get("build_id"), schema=full)
         self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN])
