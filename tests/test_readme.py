@@ -180,6 +180,7 @@ def test_readme_hierarchy_lines_run_in_order(tmp_path: Path) -> None:
     assert runs == sorted([f"world-{m}-{s}" for m in METHODS for s in (0, 1)]
                           + ["world-compare"]), runs
     table = (tmp_path / "runs" / "world-compare" / "compare.md").read_text()
+    assert "experiment 2" not in table, table  # one experiment: the seeds share a row
     for m in METHODS:
         assert f"`{m}`" in table or f"| {m} " in table, (m, table)
 
