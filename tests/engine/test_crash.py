@@ -54,3 +54,49 @@ def test_interrupted_build_leaves_no_dataset_and_can_rerun(tmp_path, sig):
     fg.build(rows, "field:u", out)  # the same output path works again
     assert len(fg.open(out)) == 5
     assert [e for e in os.listdir(tmp_path) if "staging" in e] == []  # stale staging removed
+
+
+SLOW_PARALLEL_BUILD = textwrap.dedent("""
+    import sys, time
+    import fedgroups as fg
+
+    def slow_key(ex):
+        time.sleep(0.002)
+        return ex["u"]
+
+    fg.build(sys.argv[2:], slow_key, sys.argv[1], workers=2, progress=False)
+""")
+
+
+def test_the_workers_of_a_killed_build_end_with_it(tmp_path):
+    """kill -9 of a build with worker processes: the workers end too, so none goes on
+    writing into the staging folder that the next build's recovery removes."""
+    import json
+
+    import psutil
+
+    from fedgroups.format.publish import recover
+    files = []
+    for f in range(4):
+        path = tmp_path / f"part{f}.jsonl"
+        path.write_text("".join(json.dumps({"u": f"u{i % 5}", "i": i}) + "\n"
+                                for i in range(3000)))
+        files.append(str(path))
+    out = str(tmp_path / "out")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PARALLEL_BUILD, out, *files])
+    workers: list[psutil.Process] = []
+    deadline = time.time() + 60
+    while len(workers) < 2 and time.time() < deadline and proc.poll() is None:
+        workers = psutil.Process(proc.pid).children()
+        time.sleep(0.05)
+    assert len(workers) == 2, "the build did not start its workers"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    for p in alive:
+        p.kill()  # clean up before failing
+    assert alive == [], "workers of a killed build are still running"
+    recover(out)
+    time.sleep(1.0)  # a surviving worker would make the staging folder again by now
+    assert [e for e in os.listdir(tmp_path) if "staging" in e] == []

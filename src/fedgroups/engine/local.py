@@ -6,9 +6,12 @@ pickling; the shared state below is set just before the pool starts.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -39,6 +42,20 @@ class _Shared:
 
 
 _STATE: _Shared | None = None
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end with the build process. A build killed with ``kill -9``
+    would otherwise leave its workers running, writing into its staging folder after the
+    next build's recovery removed it (and making the folder again)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
 
 
 def _map_task(task: int, units: list[int]) -> LocalMapResult:
@@ -117,7 +134,8 @@ def run_local(
     _STATE = _Shared(source, keyfn, plan, runs_root, on_missing_key, counter)
     stats: dict[str, Any] = {}
     parallel_map = source.parallel and plan.workers > 1 and source.num_units > 1
-    pool = ProcessPoolExecutor(plan.workers, mp_context=mp.get_context("fork")) \
+    pool = ProcessPoolExecutor(plan.workers, mp_context=mp.get_context("fork"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),)) \
         if plan.workers > 1 else None
     try:
         t0 = time.perf_counter()
