@@ -30,6 +30,7 @@ class Group(Protocol):
     other way round)."""
 
     key: Any
+    schema: pa.Schema
 
     def to_arrow(self, columns: Sequence[str] | None = None) -> pa.Table: ...
 
@@ -54,9 +55,22 @@ def _datasets() -> Any:
     return datasets
 
 
+HF_METADATA = b"huggingface"  # where ``datasets`` keeps its Features in an Arrow schema
+
+
+def _with_features(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` carrying the dataset's Hugging Face Features (``ClassLabel``, ``Image``,
+    ...), when the source had them: ``datasets`` reads them from the schema metadata (and
+    infers the columns they do not name, such as the group key)."""
+    hf = (schema.metadata or {}).get(HF_METADATA)
+    if hf is None:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), HF_METADATA: hf})
+
+
 def group_to_hf(group: Group, columns: Sequence[str] | None = None) -> Any:
     """One group's examples as a ``datasets.Dataset`` (its columns, without the key)."""
-    return _datasets().Dataset(group.to_arrow(columns))
+    return _datasets().Dataset(_with_features(group.to_arrow(columns), group.schema))
 
 
 def groups_to_hf(ds: GroupedDataset, keys: Sequence[Any] | None = None,
@@ -75,4 +89,4 @@ def groups_to_hf(ds: GroupedDataset, keys: Sequence[Any] | None = None,
         key = pa.array([g.key] * t.num_rows, fields[0].type)
         tables.append(t.add_column(0, KEY_COLUMN, key))
     table = pa.concat_tables(tables) if tables else pa.schema(fields).empty_table()
-    return lib.Dataset(table)
+    return lib.Dataset(_with_features(table, ds.schema))
