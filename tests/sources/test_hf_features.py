@@ -13,17 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import fedgroups as fg
-from fedgroups.engine.core import output_schema
 from fedgroups.sources import make_source
 
 datasets = pytest.importorskip("datasets")
-
-# The shard schema is made by the engine from the source's schema; the features reach the
-# shards once it keeps the source schema's metadata (engine/core.py, output_schema).
-ENGINE_KEEPS_METADATA = output_schema(
-    pa.schema([("a", pa.int64())], metadata={b"huggingface": b"{}"}), pa.string()
-).metadata is not None
-
 
 def _labelled() -> datasets.Dataset:
     features = datasets.Features({"text": datasets.Value("string"), "user": datasets.Value(
@@ -53,8 +45,6 @@ def test_parquet_sources_keep_hf_features_and_drop_other_metadata(tmp_path):
     assert make_source(str(noted)).schema.metadata is None
 
 
-@pytest.mark.xfail(not ENGINE_KEEPS_METADATA, strict=True,
-                   reason="engine/core.py output_schema drops the source schema's metadata")
 def test_built_shards_give_the_features_back_to_datasets(tmp_path):
     out = fg.build(_labelled(), "field:user", tmp_path / "out", progress=False).path
     shards = [p for p in glob.glob(os.path.join(out, "**", "*.parquet"), recursive=True)
@@ -65,8 +55,6 @@ def test_built_shards_give_the_features_back_to_datasets(tmp_path):
     assert fg.verify(out) == []
 
 
-@pytest.mark.xfail(reason="needs the features kept by the engine (engine/core.py), the reader "
-                          "(reader/store.py) and to_hf (adapters/hf.py)")
 def test_to_hf_gives_the_features_back(tmp_path):
     ds = fg.open(fg.build(_labelled(), "field:user", tmp_path / "out", progress=False).path)
     assert ds.to_hf().features["label"] == datasets.ClassLabel(names=["neg", "pos"])

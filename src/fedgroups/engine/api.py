@@ -121,7 +121,7 @@ def build(
     gcols = parse_group_columns(group_columns)
     src: Source = make_source(source, format=format, split=split,
                               encoding_errors=encoding_errors)
-    where = str(src.description.get("spec") or src.description)
+    where = src.where()
     keyfn.check_columns(src.schema, where)
     group_fields(src.schema, gcols, where)
     text_col = choose_text_column(src.schema, text_column)

@@ -148,9 +148,11 @@ def key_type_of(type_names: Iterable[str], spec: str) -> pa.DataType:
 
 
 def output_schema(input_schema: pa.Schema, key_type: pa.DataType) -> pa.Schema:
-    """The shard schema: key column first, then the input's columns."""
+    """The shard schema: key column first, then the input's columns; the input schema's
+    metadata (a source keeps only Hugging Face Features there) goes with it."""
     return pa.schema([pa.field(KEY_COLUMN, key_type, nullable=False),
-                      *[f for f in input_schema if f.name not in (KEY_COLUMN, ORDINAL_COLUMN)]])
+                      *[f for f in input_schema if f.name not in (KEY_COLUMN, ORDINAL_COLUMN)]],
+                     metadata=input_schema.metadata)
 
 
 # ---- reduce side: sort by (key, ordinal) in bounded memory ---------------------------------

@@ -50,7 +50,8 @@ class Store:
         full = as_read_from_parquet(schema_from_json(manifest["schema"]))
         self.shards = shards or ShardCache(root, manifest["shards"],
                                            build_id=manifest.get("build_id"), schema=full)
-        self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN])
+        self.schema: pa.Schema = pa.schema([f for f in full if f.name != KEY_COLUMN],
+                                           metadata=full.metadata)
         self.columns: list[str] = self.schema.names
         self.group_files = GroupFiles(self.schema, self.columns, self.shards)
 
