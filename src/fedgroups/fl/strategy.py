@@ -47,6 +47,7 @@ from fedgroups.fl.algorithm import Algorithm, make_algorithm
 from fedgroups.fl.algorithms import Aggregator, ClientUpdate, Params, Server
 from fedgroups.fl.config import ConfigError, OptimizerConfig, TrainConfig, WeightingName
 from fedgroups.fl.plugins import load_callable
+from fedgroups.fl.servers import make_server
 
 Weighting = WeightingName | Callable[[ClientUpdate], float]
 AggregatorFactory = Callable[[Mapping[str, torch.Tensor]], Aggregator]
@@ -254,8 +255,6 @@ class Strategy:
         algorithm implies (FedAdam, ...), else ``config.optimizer``."""
         if self.server is not None:
             return self.server(params, config)
-        from fedgroups.fl.algos.fedopt import make_server
-
         return make_server(params, config, self.algorithm.server_optimizer)
 
     def check(self, *, cohort_size: int, seed: int, backend_world_size: int = 1,
