@@ -138,6 +138,14 @@ def tune(ctx: Context, algorithms: tuple[str, ...], table: Path | None) -> dict[
 # --- results -----------------------------------------------------------------------------
 
 
+def settings(alg: str, tuned: Tuned) -> str:
+    """The chosen settings, e.g. ``client lr 1, server lr 0.003, mu 0.1``."""
+    parts = [] if tuned.client_lr is None or alg == "fedsgd" else [f"client lr {tuned.client_lr:g}"]
+    parts.append(f"server lr {tuned.server_lr:g}")
+    parts += [f"{k} {v:g}" for k, v in tuned.params]
+    return ", ".join(parts)
+
+
 def _gain(pers: list[dict[str, Any]], q: int) -> float:
     import numpy as np
 
@@ -164,13 +172,14 @@ def per_seed(dirs: dict[tuple[str, int], Path]) -> list[dict[str, Any]]:
 
 
 def phase_tables(ctx: Context, seeds: list[dict[str, Any]],
-                 algorithms: tuple[str, ...]) -> None:
+                 tuned: dict[str, Tuned]) -> None:
     """``personalization-{pre,post,gain}``: p10 / p50 / p90 mean [min–max] over seeds."""
     for phase in PHASES:
         rows = []
-        for alg in algorithms:
+        for alg, t in tuned.items():
             mine = [r for r in seeds if r["algorithm"] == NAME[alg]]
-            row: dict[str, Any] = {"algorithm": NAME[alg], "seeds": len(mine)}
+            row: dict[str, Any] = {"algorithm": NAME[alg], "settings": settings(alg, t),
+                                   "seeds": len(mine)}
             for q in QS:
                 vals = [r[f"{phase}_p{q}"] for r in mine]
                 row[f"p{q}"] = fmt(vals)
@@ -178,7 +187,7 @@ def phase_tables(ctx: Context, seeds: list[dict[str, Any]],
             if phase == "pre":
                 row["heldout_loss"] = fmt([r["heldout_loss"] for r in mine])
             rows.append(row)
-        columns = ["algorithm", "seeds", "p10", "p50", "p90"]
+        columns = ["algorithm", "settings", "seeds", "p10", "p50", "p90"]
         columns += ["heldout_loss"] if phase == "pre" else []
         tables.write_table(ctx.results / f"personalization-{phase}", rows, columns,
                            [f"p{q}_{s}" for q in QS for s in ("mean", "min", "max")])
@@ -217,7 +226,7 @@ def differences(ctx: Context, seeds: list[dict[str, Any]],
 
 
 def plot(ctx: Context, dirs: dict[tuple[str, int], Path], seeds: list[dict[str, Any]],
-         algorithms: tuple[str, ...]) -> None:
+         tuned: dict[str, Tuned]) -> None:
     """Pre / post percentiles and per-client gain per algorithm (mean, min–max over seeds
     as error bars), and the global model's held-out loss along the rounds."""
     import matplotlib
@@ -226,8 +235,9 @@ def plot(ctx: Context, dirs: dict[tuple[str, int], Path], seeds: list[dict[str, 
     import matplotlib.pyplot as plt
     import numpy as np
 
+    algorithms = tuple(tuned)
     n = len(ctx.scale.seeds)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.4))
     markers = dict(zip(QS, ("v", "o", "^")))
     for i, alg in enumerate(algorithms):
         mine = [r for r in seeds if r["algorithm"] == NAME[alg]]
@@ -247,7 +257,8 @@ def plot(ctx: Context, dirs: dict[tuple[str, int], Path], seeds: list[dict[str, 
         y = np.array([[p[1] for p in c] for c in curves])
         axes[2].plot(x, y.mean(0), "o-", color=COLORS[alg], label=NAME[alg])
         axes[2].fill_between(x, y.min(0), y.max(0), color=COLORS[alg], alpha=0.2)
-    names = [NAME[a] for a in algorithms]
+    names = [f"{NAME[a]}\n" + settings(a, tuned[a]).replace(", server", "\nserver")
+             for a in algorithms]
     for ax in axes[:2]:
         ax.set_xticks(range(len(algorithms)), names)
     for q in QS:  # legend of the percentile markers
@@ -279,6 +290,31 @@ def _algorithms(text: str) -> tuple[str, ...]:
     return tuple(a for a in ALGORITHMS if a in names)  # the report's order
 
 
+def _client_lr(text: str) -> tuple[str, float]:
+    alg, _, lr = text.partition("=")
+    if alg not in ALGORITHMS or alg == "fedsgd":
+        raise argparse.ArgumentTypeError(f"--client-lr {text}: give ALG=LR with ALG one of "
+                                         "fedavg, fedprox, scaffold")
+    try:
+        return alg, float(lr)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--client-lr {text}: LR must be a number") from None
+
+
+def final_runs(ctx: Context, tuned: dict[str, Tuned],
+               fixed: dict[str, float]) -> dict[tuple[str, int], Run]:
+    """The reported runs; those of an algorithm in ``fixed`` (its client lr set by hand,
+    not tuned) are named with the rate, so the tuned runs stay."""
+    runs = {}
+    for alg, t in tuned.items():
+        for seed in ctx.scale.seeds:
+            run = common.final_run(ctx, alg, t, seed, "constant")
+            if alg in fixed:
+                run = Run(f"{run.name}-c{fixed[alg]:g}", run.overrides)
+            runs[(alg, seed)] = run
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
                         "meta_learning.py (same grid; made on the same corpus: the corpus is "
                         "the installed environment, so check `fedgroups info`); default: run "
                         "the grid (runs meta_learning.py trained in --runs are reused)")
+    parser.add_argument("--client-lr", type=_client_lr, action="append", default=[],
+                        metavar="ALG=LR",
+                        help="train ALG's reported runs at this client lr instead of its tuned "
+                        "one (a sensitivity check outside the protocol; use another --results)")
     args = parser.parse_args(argv)
     ctx = common.context(args, "algorithms")
     algorithms: tuple[str, ...] = args.algorithms
@@ -297,15 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     common.ensure_tokenizer(ctx)
     tuned = tune(ctx, algorithms, args.tuning_from)
     ctx.log(f"chosen: {tuned}")
-    runs = {(alg, seed): common.final_run(ctx, alg, tuned[alg], seed, "constant")
-            for alg in algorithms for seed in ctx.scale.seeds}
+    fixed = dict(args.client_lr)
+    for alg, lr in fixed.items():
+        if alg in tuned:
+            ctx.log(f"{alg}: client lr fixed at {lr:g} (tuned: {tuned[alg].client_lr:g})")
+            tuned[alg] = Tuned(client_lr=lr, server_lr=tuned[alg].server_lr,
+                               params=tuned[alg].params)
+    runs = final_runs(ctx, tuned, fixed)
     ctx.log(f"training: {len(runs)} runs of {ctx.scale.rounds} rounds (cached ones reused)")
     dirs = dict(zip(runs, common.train_all(ctx, list(runs.values()))))
     seeds = per_seed(dirs)
     tables.write_table(ctx.results / "seeds", seeds, list(seeds[0]))
-    phase_tables(ctx, seeds, algorithms)
+    phase_tables(ctx, seeds, tuned)
     differences(ctx, seeds, algorithms)
-    plot(ctx, dirs, seeds, algorithms)
+    plot(ctx, dirs, seeds, tuned)
     for name in ("tuning", "personalization-pre", "personalization-post",
                  "personalization-gain", "differences"):
         print(f"## {name}\n" + (ctx.results / f"{name}.md").read_text())

@@ -45,6 +45,8 @@ def test_a_table_per_phase_with_every_algorithm_over_seeds(smoke: Path) -> None:
     for phase in ("pre", "post", "gain"):
         table = rows(smoke / f"personalization-{phase}.csv")
         assert [r["algorithm"] for r in table] == ALGS
+        assert table[1]["settings"] == "server lr 0.003"  # FedSGD: no client lr
+        assert "mu" in table[2]["settings"]  # FedProx's chosen mu
         for r in table:
             assert r["seeds"] == "2"
             for q in (10, 50, 90):
@@ -143,3 +145,15 @@ def test_a_difference_is_a_finding_only_beyond_the_seed_spread(tmp_path: Path) -
         _context(tmp_path), seeds, ("fedavg", "fedsgd"))}
     assert got["pre_p50"]["verdict"] == "within noise"
     assert got["pre_p50"]["same_sign_every_seed"] is True
+
+
+def test_a_client_lr_set_by_hand_gets_runs_of_its_own(tmp_path: Path) -> None:
+    algorithms = load("algorithms")
+    tuned = {"fedavg": algorithms.Tuned(client_lr=1.0, server_lr=0.003),
+             "scaffold": algorithms.Tuned(client_lr=1.0, server_lr=0.003)}
+    runs = algorithms.final_runs(_context(tmp_path), tuned, {"scaffold": 1.0})
+    assert runs[("fedavg", 0)].name == "final/fedavg-constant-seed0"  # the tuned run
+    assert runs[("scaffold", 0)].name == "final/scaffold-constant-seed0-c1"
+    assert "client.lr=1.0" in runs[("scaffold", 1)].overrides
+    with pytest.raises(SystemExit):  # FedSGD has no client lr
+        algorithms.main(["--smoke", "--client-lr", "fedsgd=1"])
