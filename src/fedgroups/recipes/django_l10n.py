@@ -201,7 +201,7 @@ class DjangoL10nSource(Source):
 
     root: str = ""
     languages: tuple[str, ...] = ()
-    where: dict[str, dict[str, str]] = field(default_factory=dict)
+    located_in: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def read(self, unit: int) -> Iterator[pa.RecordBatch]:
         lang = self.languages[unit]
@@ -209,7 +209,7 @@ class DjangoL10nSource(Source):
         for catalog, path in catalog_paths(self.root, lang):
             with open(path, encoding="utf-8") as f:
                 entries = parse_po(f.read(), path)
-            located = self.where.get(catalog, {})
+            located = self.located_in.get(catalog, {})
             for e in entries:
                 if e.fuzzy:
                     continue
@@ -292,7 +292,7 @@ def prepare_django_l10n(*, split: str, root: str | None = None,
         description={"kind": "django-l10n", "root": top, "languages": list(langs),
                      "not_shipped": missing},
         num_units=len(langs), schema=SCHEMA, estimated_bytes=size, parallel=True,
-        root=top, languages=langs, where=where)
+        root=top, languages=langs, located_in=where)
     key = FieldKey(spec="field:doc", field_name="doc", columns=("doc",))
     return src, key, {"text_column": "text", "group_columns": ("family", "lang")}
 
