@@ -97,3 +97,29 @@ def tiny_config(data_path: str, out: str, **over: Any) -> dict[str, Any]:
             node = node.setdefault(p, {})
         node[parts[-1]] = v
     return cfg
+
+
+def memory_federation(config: Any, *, strategy: Any = None, backend: Any = None,
+                      users: int = 8, d_model: int = 32, n_layers: int = 2,
+                      d_ff: int = 64) -> Any:
+    """A ``Federation`` over ``users`` in-memory users (records of seed 3), a BPE tokenizer
+    of 280 tokens trained on them and a small transformer (seed 5): seconds-long rounds
+    for tests that drive ``Federation.run_round`` themselves."""
+    from fedgroups.fl.backends import SequentialBackend
+    from fedgroups.fl.datasets import GroupSource
+    from fedgroups.fl.federation import Federation
+    from fedgroups.fl.model import ModelArgs, build_model
+    from fedgroups.fl.tokenizer import EOS, train_bpe
+
+    recs = make_records(users, seed=3)
+    groups: dict[str, list] = {}
+    for r in recs:
+        groups.setdefault(r["user"], []).append(r)
+    ds = MemoryDataset(groups)
+    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
+    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=d_model,
+                     n_layers=n_layers, n_heads=2, d_ff=d_ff)
+    return Federation(model=build_model(args, 5),
+                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
+                      tokenizer=tok, eos_id=tok.token_to_id(EOS), config=config,
+                      backend=backend or SequentialBackend(), strategy=strategy)

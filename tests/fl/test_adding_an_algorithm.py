@@ -10,15 +10,11 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from fl_testkit import MemoryDataset, make_records, tiny_config
+from fl_testkit import make_records, memory_federation, tiny_config
 
 from fedgroups.fl import cli
-from fedgroups.fl.backends import SequentialBackend
 from fedgroups.fl.config import parse_config
-from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import Federation
-from fedgroups.fl.model import ModelArgs, build_model
-from fedgroups.fl.tokenizer import EOS, train_bpe
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 
@@ -39,24 +35,13 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _federation(algorithm: dict[str, Any]) -> Federation:
-    recs = make_records(8, seed=3)
-    groups: dict[str, list] = {}
-    for r in recs:
-        groups.setdefault(r["user"], []).append(r)
-    ds = MemoryDataset(groups)
-    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
-    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=32, n_layers=2,
-                     n_heads=2, d_ff=64)
     cfg = parse_config({
         "data": {"path": "x"}, "output_dir": "x", "rounds": 3, "cohort_size": 4, "seed": 5,
         "model": {"seq_len": 16}, "algorithm": algorithm,
         "client": {"optimizer": "sgd", "lr": 0.3, "local_steps": 3, "batch_size": 4,
                    "max_sequences": 12},
         "server": {"optimizer": "sgd", "lr": 1.0}})
-    return Federation(model=build_model(args, 5),
-                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
-                      tokenizer=tok, eos_id=tok.token_to_id(EOS), config=cfg,
-                      backend=SequentialBackend())
+    return memory_federation(cfg)
 
 
 def _trained(fed: Federation, rounds: int = 3) -> torch.Tensor:

@@ -7,16 +7,13 @@ from typing import Any
 
 import pytest
 import torch
-from fl_testkit import MemoryDataset, make_records
+from fl_testkit import memory_federation
 
 from fedgroups.fl.algorithm import Algorithm
 from fedgroups.fl.backends import SequentialBackend
 from fedgroups.fl.config import ConfigError, parse_config
-from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import Federation
-from fedgroups.fl.model import ModelArgs, build_model
 from fedgroups.fl.strategy import Strategy
-from fedgroups.fl.tokenizer import EOS, train_bpe
 
 
 class Counting(Algorithm):
@@ -54,24 +51,12 @@ class Counting(Algorithm):
 
 
 def _federation(threads: int = 1, backend: Any = None) -> Federation:
-    recs = make_records(8, seed=3)
-    groups: dict[str, list] = {}
-    for r in recs:
-        groups.setdefault(r["user"], []).append(r)
-    ds = MemoryDataset(groups)
-    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
-    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=32, n_layers=2,
-                     n_heads=2, d_ff=64)
     cfg = parse_config({
         "data": {"path": "x"}, "output_dir": "x", "rounds": 4, "cohort_size": 3, "seed": 1,
         "model": {"seq_len": 16}, "run": {"client_threads": threads},
         "client": {"optimizer": "sgd", "lr": 0.3, "local_steps": 2, "batch_size": 4,
                    "max_sequences": 8}})
-    return Federation(model=build_model(args, 5),
-                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
-                      tokenizer=tok, eos_id=tok.token_to_id(EOS), config=cfg,
-                      backend=backend or SequentialBackend(),
-                      strategy=Strategy(algorithm=Counting()))
+    return memory_federation(cfg, backend=backend, strategy=Strategy(algorithm=Counting()))
 
 
 def test_payload_state_and_extras_reach_their_places() -> None:

@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 import torch
-from fl_testkit import MemoryDataset, make_records, tiny_config
+from fl_testkit import make_records, memory_federation, tiny_config
 
 from fedgroups.errors import FedGroupsError
 from fedgroups.fl.algorithms import Aggregator, ClientUpdate, client_update, load_params
 from fedgroups.fl.backends import SequentialBackend
 from fedgroups.fl.config import ConfigError, parse_config
-from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import Federation, client_seed, cohort_keys
-from fedgroups.fl.model import ModelArgs, build_model
+from fedgroups.fl.model import build_model
 from fedgroups.fl.schedules import server_lr
 from fedgroups.fl.simulation import run
 from fedgroups.fl.strategy import (
@@ -27,7 +26,6 @@ from fedgroups.fl.strategy import (
     Strategy,
     global_norm,
 )
-from fedgroups.fl.tokenizer import EOS, train_bpe
 
 BASE: dict[str, Any] = {
     "data": {"path": "x"}, "output_dir": "x", "rounds": 3, "cohort_size": 4, "seed": 5,
@@ -64,18 +62,7 @@ def _config(over: dict[str, Any]) -> Any:
 
 
 def _federation(over: dict[str, Any], strategy: Strategy | None = None) -> Federation:
-    recs = make_records(8, seed=3)
-    groups: dict[str, list] = {}
-    for r in recs:
-        groups.setdefault(r["user"], []).append(r)
-    ds = MemoryDataset(groups)
-    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
-    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=32, n_layers=2,
-                     n_heads=2, d_ff=64)
-    return Federation(model=build_model(args, 5),
-                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
-                      tokenizer=tok, eos_id=tok.token_to_id(EOS), config=_config(over),
-                      backend=SequentialBackend(), strategy=strategy)
+    return memory_federation(_config(over), strategy=strategy)
 
 
 def _flat(fed: Federation) -> torch.Tensor:

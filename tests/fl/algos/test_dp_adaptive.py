@@ -8,18 +8,14 @@ from typing import Any
 
 import pytest
 import torch
-from fl_testkit import MemoryDataset, make_records, tiny_config
+from fl_testkit import make_records, memory_federation, tiny_config
 
 from fedgroups.fl.algorithms import ClientUpdate
 from fedgroups.fl.algos.dp_adaptive import AdaptiveClipDP, update_noise_multiplier
-from fedgroups.fl.backends import SequentialBackend
 from fedgroups.fl.config import ConfigError, parse_config
-from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import Federation
-from fedgroups.fl.model import ModelArgs, build_model
 from fedgroups.fl.simulation import run
 from fedgroups.fl.strategy import RoundContext, global_norm, strategy_from_config
-from fedgroups.fl.tokenizer import EOS, train_bpe
 
 UNIFORM = {"weight": 4.0, "clients": 4.0}
 
@@ -204,20 +200,9 @@ def _config(over: dict[str, Any]) -> Any:
 
 
 def _federation(processor: dict[str, Any], weighting: str = "uniform") -> Federation:
-    recs = make_records(8, seed=3)
-    groups: dict[str, list] = {}
-    for r in recs:
-        groups.setdefault(r["user"], []).append(r)
-    ds = MemoryDataset(groups)
-    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
-    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=16, n_layers=1,
-                     n_heads=2, d_ff=32)
-    return Federation(model=build_model(args, 5),
-                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
-                      tokenizer=tok, eos_id=tok.token_to_id(EOS),
-                      config=_config({"strategy": {"processors": [processor]},
-                                     "algorithm": {"weighting": weighting}}),
-                      backend=SequentialBackend())
+    config = _config({"strategy": {"processors": [processor]},
+                      "algorithm": {"weighting": weighting}})
+    return memory_federation(config, d_model=16, n_layers=1, d_ff=32)
 
 
 def test_a_flat_run_trains_and_the_clip_follows_the_update_norms() -> None:

@@ -8,18 +8,14 @@ from typing import Any
 
 import pytest
 import torch
-from fl_testkit import MemoryDataset, make_records, tiny_config
+from fl_testkit import make_records, memory_federation, tiny_config
 
 from fedgroups.fl.algorithms import Server
 from fedgroups.fl.algos.fedopt import AdaptiveServer, FedAvgM, make_server
-from fedgroups.fl.backends import SequentialBackend
 from fedgroups.fl.config import ConfigError, ServerConfig, parse_config
-from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.federation import Federation
-from fedgroups.fl.model import ModelArgs, build_model
 from fedgroups.fl.simulation import run
 from fedgroups.fl.strategy import strategy_from_config
-from fedgroups.fl.tokenizer import EOS, train_bpe
 
 X0 = [1.0, -2.0, 0.5]
 DELTAS = [[0.1, -0.3, 0.0], [0.2, 0.05, -0.01], [-0.4, 0.0, 0.3]]
@@ -100,18 +96,7 @@ def _config(algorithm: str, **server: Any) -> Any:
 
 
 def _federation(config: Any) -> Federation:
-    recs = make_records(8, seed=3)
-    groups: dict[str, list] = {}
-    for r in recs:
-        groups.setdefault(r["user"], []).append(r)
-    ds = MemoryDataset(groups)
-    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
-    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=16, n_layers=1,
-                     n_heads=2, d_ff=32)
-    return Federation(model=build_model(args, 5),
-                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
-                      tokenizer=tok, eos_id=tok.token_to_id(EOS), config=config,
-                      backend=SequentialBackend())
+    return memory_federation(config, d_model=16, n_layers=1, d_ff=32)
 
 
 def _flat(fed: Federation) -> torch.Tensor:

@@ -10,20 +10,16 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from fl_testkit import MemoryDataset, make_records
+from fl_testkit import memory_federation
 
 from fedgroups.cli import main as cli_main
 from fedgroups.fl.algorithm import Algorithm
 from fedgroups.fl.algorithms import Aggregator, ClientUpdate
 from fedgroups.fl.algos.robust import Krum, Median, TrimmedMean
-from fedgroups.fl.backends import SequentialBackend
 from fedgroups.fl.config import ConfigError, parse_config
-from fedgroups.fl.datasets import GroupSource
 from fedgroups.fl.errors import NonFiniteLossError
 from fedgroups.fl.federation import Federation
-from fedgroups.fl.model import ModelArgs, build_model
 from fedgroups.fl.strategy import RoundContext, Strategy, strategy_from_config
-from fedgroups.fl.tokenizer import EOS, train_bpe
 
 CTX = RoundContext(round=0, seed=0)
 
@@ -172,22 +168,11 @@ class Outlier(Algorithm):
 
 
 def _federation(aggregator: dict | None, outlier: bool) -> Federation:
-    recs = make_records(8, seed=3)
-    groups: dict[str, list] = {}
-    for r in recs:
-        groups.setdefault(r["user"], []).append(r)
-    ds = MemoryDataset(groups)
-    tok = train_bpe([r["text"] for r in recs], vocab_size=280)
-    args = ModelArgs(vocab_size=tok.get_vocab_size(), seq_len=16, d_model=16, n_layers=1,
-                     n_heads=2, d_ff=32)
     config = parse_config({**BASE, "strategy": {"aggregator": aggregator} if aggregator else {}})
     strategy = strategy_from_config(config)
     if outlier:
         strategy = dataclasses.replace(strategy, algorithm=Outlier())
-    return Federation(model=build_model(args, 5),
-                      source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
-                      tokenizer=tok, eos_id=tok.token_to_id(EOS), config=config,
-                      backend=SequentialBackend(), strategy=strategy)
+    return memory_federation(config, strategy=strategy, d_model=16, n_layers=1, d_ff=32)
 
 
 def _params(fed: Federation) -> torch.Tensor:
