@@ -193,17 +193,6 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def truncate_jsonl(path: Path, done: int) -> None:
-    """Keep rows with ``round <= done`` (resuming from a checkpoint after ``done`` rounds)."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["round"] <= done]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep))
-    tmp.replace(path)
-
-
 # --- reading ---------------------------------------------------------------------------
 
 
