@@ -143,6 +143,36 @@ def resolve_strategy(config: Any, strategy: Any, model_factory: Any,
     return chosen
 
 
+@dataclass
+class Start:
+    """What both runners know once every check has passed and nothing is written yet."""
+
+    record: dict[str, Any]  # what config.yaml will hold (the algorithm resolved)
+    strategy: Any  # the run's strategy (given, or the config's)
+    device: Any
+    backend: Any
+    run_path: Path
+
+    @property
+    def main(self) -> bool:
+        return self.backend.rank == 0
+
+
+def start(config: Any, record: dict[str, Any], *, strategy: Any, model_factory: Any,
+          backend: str, resume: bool, overwrite: bool) -> Start:
+    """The checks before a run (folder, optional packages, recorded config, plug-ins,
+    selection, client state across ranks), then threads/device and the backend."""
+    from fedgroups.fl.backends import make_backend
+
+    record = config_record(record, strategy)
+    check_before_start(config, resume=resume, overwrite=overwrite, record=record)
+    chosen = resolve_strategy(config, strategy, model_factory, backend)
+    record = record_algorithm(record, chosen, injected=strategy is not None)
+    device = apply_run_settings(config.run)
+    return Start(record=record, strategy=chosen, device=device,
+                 backend=make_backend(backend), run_path=Path(config.output_dir))
+
+
 def record_algorithm(record: dict[str, Any], strategy: Any, injected: bool) -> dict[str, Any]:
     """``record`` with the algorithm as resolved: its name and every setting, defaults
     included (a factory's algorithm is recorded by the name it gives itself)."""
@@ -303,6 +333,29 @@ def write_datasets(run_dir: Path, ids: Mapping[str, Any]) -> None:
     tmp = run_dir / "datasets.json.tmp"
     tmp.write_text(json.dumps(dict(ids), indent=1, sort_keys=True) + "\n")
     tmp.replace(run_dir / "datasets.json")
+
+
+def set_up_run_dir(config: Any, st: Start, run_dir: RunDir, identity: Mapping[str, Any],
+                   tokenizer_source: Any, *, resume: bool, echo: Callable[[str], None],
+                   ) -> tuple[Any, int]:
+    """Rank 0 makes the run folder its own: record files cut back to the checkpoint on a
+    resume, the tokenizer (trained, loaded, or the run's own on a resume), config.yaml
+    and datasets.json; the other ranks then load the tokenizer. (tokenizer, eos id)."""
+    from fedgroups.fl.metrics import MetricsLog
+    from fedgroups.fl.tokenizer import load_tokenizer, run_eos_id
+
+    if st.main:
+        st.run_path.mkdir(parents=True, exist_ok=True)
+        if run_dir.checkpoint is not None:
+            rewind_records(st.run_path, run_dir.start, echo)
+            MetricsLog(st.run_path).write_csv()
+        tokenizer = prepare_run_tokenizer(config, tokenizer_source, st.run_path, resume)
+        write_yaml(st.run_path / "config.yaml", st.record)
+        write_datasets(st.run_path, identity)
+    st.backend.barrier()
+    if not st.main:
+        tokenizer = load_tokenizer(st.run_path)
+    return tokenizer, run_eos_id(st.run_path, tokenizer)
 
 
 def check_datasets(saved: Mapping[str, Any] | None, now: Mapping[str, Any], ckpt: Path,

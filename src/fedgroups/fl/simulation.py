@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from fedgroups.fl import datasets, driver
-from fedgroups.fl.backends import BackendName, make_backend
+from fedgroups.fl.backends import BackendName
 from fedgroups.fl.client_data import ClientData, pack_client
 from fedgroups.fl.config import EvalDatasetConfig, TrainConfig, to_dict
 from fedgroups.fl.errors import NonFiniteLossError
@@ -36,7 +36,6 @@ from fedgroups.fl.plots import plot_losses, plot_personalization
 from fedgroups.fl.report import eval_lines, train_loss_label
 from fedgroups.fl.report import summary_table as summary_table  # re-exported
 from fedgroups.fl.strategy import Strategy
-from fedgroups.fl.tokenizer import load_tokenizer, run_eos_id
 
 
 @dataclass(frozen=True)
@@ -60,14 +59,10 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     ``driver.SAFE_ON_RESUME`` is refused.  ``overwrite`` replaces an earlier run in
     ``output_dir``, once everything else is checked.
     """
-    record = driver.config_record(to_dict(config), strategy)
-    driver.check_before_start(config, resume=resume, overwrite=overwrite, record=record)
-    chosen = driver.resolve_strategy(config, strategy, model_factory, backend)
-    record = driver.record_algorithm(record, chosen, injected=strategy is not None)
-    device = driver.apply_run_settings(config.run)
-    be = make_backend(backend)
-    main = be.rank == 0
-    run_path = Path(config.output_dir)
+    st = driver.start(config, to_dict(config), strategy=strategy, model_factory=model_factory,
+                      backend=backend, resume=resume, overwrite=overwrite)
+    record, chosen, device, be, run_path, main = (st.record, st.strategy, st.device,
+                                                  st.backend, st.run_path, st.main)
     train_src = datasets.open_source(config.data, "data")
     eval_srcs = [datasets.open_source(d, f"eval.datasets.{i}")
                  for i, d in enumerate(config.eval.datasets)]
@@ -85,18 +80,8 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
             {"data.path": run_dir.state["dataset"]} if run_dir.state.get("dataset") else None)
         driver.check_datasets(saved, all_ids, run_dir.checkpoint, allow_dataset_change)
     log = MetricsLog(run_path)
-    if main:
-        run_path.mkdir(parents=True, exist_ok=True)
-        if run_dir.checkpoint is not None:
-            driver.rewind_records(run_path, run_dir.start, echo)
-            log.write_csv()
-        tokenizer = driver.prepare_run_tokenizer(config, train_src, run_path, resume)
-        driver.write_yaml(run_path / "config.yaml", record)
-        driver.write_datasets(run_path, all_ids)
-    be.barrier()
-    if not main:
-        tokenizer = load_tokenizer(run_path)
-    eos_id = run_eos_id(run_path, tokenizer)
+    tokenizer, eos_id = driver.set_up_run_dir(config, st, run_dir, all_ids, train_src,
+                                              resume=resume, echo=echo)
 
     vocab = tokenizer.get_vocab_size()
     model, args = make_model(config.model, vocab, config.seed, model_factory)

@@ -16,7 +16,7 @@ from typing import Any
 
 from fedgroups.fl import driver
 from fedgroups.fl.algorithms import Params
-from fedgroups.fl.backends import BackendName, make_backend
+from fedgroups.fl.backends import BackendName
 from fedgroups.fl.client_pool import ClientPool
 from fedgroups.fl.config import TrainConfig
 from fedgroups.fl.datasets import GroupSource
@@ -50,7 +50,6 @@ from fedgroups.fl.model import num_parameters
 from fedgroups.fl.model_factory import ModelFactory, make_model
 from fedgroups.fl.plots import plot_losses
 from fedgroups.fl.strategy import Strategy
-from fedgroups.fl.tokenizer import load_tokenizer, run_eos_id
 
 
 @dataclass(frozen=True)
@@ -79,14 +78,10 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     ``allow_dataset_change``; ``overwrite`` replaces an earlier run once all is checked.
     """
     hier = hierarchy if hierarchy is not None else parse_hierarchy(config.hierarchy or {})
-    record = driver.config_record(resolved_config_dict(config, hier), strategy)
-    driver.check_before_start(config, resume=resume, overwrite=overwrite, record=record)
-    chosen = driver.resolve_strategy(config, strategy, model_factory, backend)
-    record = driver.record_algorithm(record, chosen, injected=strategy is not None)
-    device = driver.apply_run_settings(config.run)
-    be = make_backend(backend)
-    main = be.rank == 0
-    run_path = Path(config.output_dir)
+    st = driver.start(config, resolved_config_dict(config, hier), strategy=strategy,
+                      model_factory=model_factory, backend=backend, resume=resume,
+                      overwrite=overwrite)
+    record, device, be, run_path, main = st.record, st.device, st.backend, st.run_path, st.main
     plan = load_plan(config, hier)
     if overwrite and main:
         driver.clear_old_run(run_path)
@@ -100,20 +95,9 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
     primary = plan.sources[config.data.path]
     train_keys = tuple(k for lf in plan.leaves for ds, k in lf.train if ds is primary.dataset)
     log = MetricsLog(run_path)
-    if main:
-        run_path.mkdir(parents=True, exist_ok=True)
-        if run_dir.checkpoint is not None:
-            driver.rewind_records(run_path, run_dir.start, echo)
-            log.write_csv()
-        source = GroupSource(dataset=primary.dataset, keys=train_keys or primary.keys,
-                             name="data")
-        tokenizer = driver.prepare_run_tokenizer(config, source, run_path, resume)
-        driver.write_yaml(run_path / "config.yaml", record)
-        driver.write_datasets(run_path, identity)
-    be.barrier()
-    if not main:
-        tokenizer = load_tokenizer(run_path)
-    eos_id = run_eos_id(run_path, tokenizer)  # tokenizer.eos_token, as the flat trainer
+    source = GroupSource(dataset=primary.dataset, keys=train_keys or primary.keys, name="data")
+    tokenizer, eos_id = driver.set_up_run_dir(config, st, run_dir, identity, source,
+                                              resume=resume, echo=echo)
 
     vocab = tokenizer.get_vocab_size()
     model, args = make_model(config.model, vocab, config.seed, model_factory)
