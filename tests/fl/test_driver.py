@@ -14,7 +14,7 @@ import pytest
 import yaml
 from fl_testkit import make_records, tiny_config
 
-from fedgroups.fl import cli, driver
+from fedgroups.fl import cli, metrics
 from fedgroups.fl.config import ConfigError, parse_config
 from fedgroups.fl.errors import TokenizerError
 from fedgroups.fl.federation import Federation
@@ -167,11 +167,11 @@ def test_a_cut_off_last_line_is_dropped_on_resume(make_dataset, tmp_path: Path) 
 def test_repair_jsonl(tmp_path: Path) -> None:
     f = tmp_path / "x.jsonl"
     f.write_text('{"round": 1}\n{"round": 2}')  # whole, only the newline missing: kept
-    assert driver.repair_jsonl(f) == 0 and f.read_text() == '{"round": 1}\n{"round": 2}\n'
+    assert metrics.repair_jsonl(f) == 0 and f.read_text() == '{"round": 1}\n{"round": 2}\n'
     f.write_text('{"round": 1}\n{"rou')
-    assert driver.repair_jsonl(f) == 5 and f.read_text() == '{"round": 1}\n'
+    assert metrics.repair_jsonl(f) == 5 and f.read_text() == '{"round": 1}\n'
     f.write_text('{"rou')
-    assert driver.repair_jsonl(f) == 5 and f.read_text() == ""
+    assert metrics.repair_jsonl(f) == 5 and f.read_text() == ""
 
 
 def test_missing_run_folder_and_non_dataset_say_what_they_are(tmp_path: Path,

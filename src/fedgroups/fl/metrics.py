@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,46 @@ class MetricsLog:
             writer.writeheader()
             writer.writerows(rows)
         tmp.replace(self.csv)
+
+
+# --- record files on a resume ---------------------------------------------------------
+
+JSONL_RECORDS = ("metrics.jsonl", "personalization.jsonl", "eval.jsonl", "attention.jsonl")
+
+
+def repair_jsonl(path: Path) -> int:
+    """Cut a last line a crash left unfinished; return the bytes dropped (0: none)."""
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data:
+        return 0
+    start = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the last line begins
+    try:
+        json.loads(data[start:])
+    except ValueError:
+        path.write_bytes(data[:start])
+        return len(data) - start
+    if not data.endswith(b"\n"):  # whole, only its newline missing
+        path.write_bytes(data + b"\n")
+    return 0
+
+
+def _truncate_jsonl(path: Path, done: int) -> None:
+    """Keep the rows of rounds ``<= done`` (the rounds a checkpoint has)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["round"] <= done]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    tmp.replace(path)
+
+
+def rewind_records(run_dir: Path, done: int, echo: Callable[[str], None]) -> None:
+    """Resuming after ``done`` rounds: repair and cut every record file to those rounds."""
+    for name in JSONL_RECORDS:
+        dropped = repair_jsonl(run_dir / name)
+        if dropped:
+            echo(f"{name}: dropped an incomplete last line ({dropped} bytes)")
+        _truncate_jsonl(run_dir / name, done)

@@ -56,7 +56,7 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
     describe, ``model_factory`` the config's ``model.factory`` (pass the same ones again
     when resuming).  A resume on a dataset whose group index differs from the checkpoint's
     is refused unless ``allow_dataset_change``; one that changes more than
-    ``driver.SAFE_ON_RESUME`` is refused.  ``overwrite`` replaces an earlier run in
+    ``run_record.SAFE_ON_RESUME`` is refused.  ``overwrite`` replaces an earlier run in
     ``output_dir``, once everything else is checked.
     """
     st = driver.start(config, to_dict(config), strategy=strategy, model_factory=model_factory,
