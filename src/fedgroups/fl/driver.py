@@ -335,11 +335,11 @@ class RoundLoop:
         return self.last_good
 
     def nonfinite(self, e: NonFiniteLossError) -> NonFiniteLossError:
-        kept = (f"last good checkpoint: {self.last_good}" if self.last_good
-                else "no checkpoint was saved")
-        return NonFiniteLossError(
-            f"{e}; stopping. {kept}. Lower client.lr / server.lr or set client.grad_clip_norm, "
-            "then resume from the checkpoint.")
+        then = (f"last good checkpoint: {self.last_good}. Lower client.lr / server.lr or set "
+                "client.grad_clip_norm, then resume from it (--resume)" if self.last_good else
+                "no checkpoint was saved. Lower client.lr / server.lr or set "
+                "client.grad_clip_norm, and start again (--overwrite)")
+        return NonFiniteLossError(f"{e}; stopping. {then}.")
 
     def close(self) -> None:
         for lg in self.loggers:
