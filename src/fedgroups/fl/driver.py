@@ -240,6 +240,19 @@ def set_up_run_dir(config: Any, st: Start, run_dir: RunDir, identity: Mapping[st
     return tokenizer, run_eos_id(st.run_path, tokenizer)
 
 
+def client_state_note(strategy: Any, num_clients: int, state_numel: int) -> str | None:
+    """For an algorithm that keeps per-client state: how much memory that can take."""
+    algo = getattr(strategy, "algorithm", None)
+    if algo is None or not getattr(algo, "client_state", False):
+        return None
+    per_client = state_numel * 4  # float32
+    total = per_client * num_clients
+    return (f"algorithm {algo.name!r} keeps a state per client in this process (and in every "
+            f"checkpoint): up to {num_clients:,} clients x {per_client / 2**20:.1f} MiB = "
+            + (f"{total / 2**30:.1f} GiB" if total >= 2**30 else f"{total / 2**20:.0f} MiB")
+            + ", growing with the clients that have taken part")
+
+
 def check_datasets(saved: Mapping[str, Any] | None, now: Mapping[str, Any], ckpt: Path,
                    allow_change: bool) -> None:
     """Refuse to resume on other data than the checkpoint's, unless allowed."""

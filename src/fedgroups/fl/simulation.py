@@ -93,7 +93,10 @@ def run(config: TrainConfig, *, backend: BackendName = "sequential", resume: boo
         fed.load_state_dict(run_dir.state)
     if main:
         echo(f"model: {num_parameters(model):,} parameters {args}; run dir: {run_path}")
-        for note in config.notes(len(train_src.keys)):
+        state = driver.client_state_note(
+            chosen, len(train_src.keys),
+            sum(p.numel() for n, p in model.named_parameters() if n in fed.aggregated))
+        for note in [*config.notes(len(train_src.keys)), *([state] if state else [])]:
             echo(f"note: {note}")
 
     eval_clients = ([_eval_clients(s, spec, tokenizer, eos_id, config)

@@ -132,7 +132,10 @@ def run(config: TrainConfig, *, resume: bool = False, echo: Any = print,
         echo(f"model: {num_parameters(model):,} parameters ({len(keys)} key-layer tensors); "
              f"method {hier.method}; {len(nodes)} node(s), {len(plan.leaves)} leaf "
              f"federation(s); run dir: {run_path}")
-        for note in cohort_notes(root):
+        leaf_clients = sum(len(lf.train) for lf in plan.leaves)
+        state = driver.client_state_note(st.strategy, leaf_clients,
+                                         sum(p.numel() for p in model.parameters()))
+        for note in [*cohort_notes(root), *([state] if state else [])]:
             echo(f"note: {note}")
 
     held_out = {lf.node.path: pack_held_out(lf.held_out, tokenizer, eos_id, config)
