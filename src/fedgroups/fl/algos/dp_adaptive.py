@@ -25,7 +25,7 @@ take all of the budget).  Noise comes from ``ctx.generator("dp")`` (update) and
 The privacy spent (ε) is left to an accountant over (z, sampling rate, rounds).
 
 >>> import torch
->>> from fedgroups.fl.strategy import RoundContext
+>>> from fedgroups.fl.processors import RoundContext
 >>> dp = AdaptiveClipDP(noise_multiplier=0.0, initial_clip=1.0, clipped_count_stddev=0.0)
 >>> ctx = RoundContext(round=0, seed=0, num_participants=1)
 >>> _ = dp.process_update({"w": torch.tensor([0.3, 0.4])}, None, ctx)
@@ -44,7 +44,7 @@ import torch
 
 from fedgroups.fl.algorithms import ClientUpdate, Params
 from fedgroups.fl.config import ConfigError
-from fedgroups.fl.strategy import Processor, RoundContext, global_norm
+from fedgroups.fl.processors import Processor, RoundContext, global_norm
 
 NAME = "dp_adaptive"
 

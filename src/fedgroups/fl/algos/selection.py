@@ -19,7 +19,7 @@ Config::
 
     strategy: {selection: {name: power_of_choice, d: 20}}
 
->>> from fedgroups.fl.strategy import RoundContext
+>>> from fedgroups.fl.processors import RoundContext
 >>> pick = PowerOfChoice(d=4)
 >>> pick(10, 2, RoundContext(round=0, seed=0), probe=lambda i: float(i))  # loss = index
 [5, 4]

@@ -50,7 +50,7 @@ def dp_epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta:
 
 def make_processor(privacy: PrivacyConfig) -> Any:
     """The update processor that clips and noises (the trainer's built-in ``dp``)."""
-    from fedgroups.fl.strategy import GaussianDP
+    from fedgroups.fl.processors import GaussianDP
 
     return GaussianDP(clip_norm=privacy.clip_norm, noise_multiplier=privacy.noise_multiplier)
 
