@@ -101,6 +101,7 @@ class RoundEngine:
         self.local_init: Params = dict(local_init or {})
         self.local_store: dict[str, Params] = {}
         self.client_states: dict[str, Params] = {}
+        self._probed: dict[int, ClientData] = {}  # this round's probed members' data
         if (strategy.algorithm.client_state or self.local_names) and work.backend.world_size > 1:
             what = ("algorithm.local_params" if self.local_names else
                     f"algorithm {strategy.algorithm.name!r} keeps per-client state and")
@@ -119,7 +120,8 @@ class RoundEngine:
                  if self.server is not None else {})
         ctx = RoundContext(round=r, seed=self.seed, node=self.node,
                            num_members=len(members))
-        probe = (lambda i: self._probe(members[i], start)) if clients else None
+        self._probed = {}
+        probe = (lambda i: self._probe(i, members[i], start)) if clients else None
         cohort = strategy.select(len(members), self.cohort_size, ctx, probe)
         ctx = dataclasses.replace(ctx, num_participants=len(cohort))
         aggregate = strategy.aggregator(start)
@@ -146,6 +148,7 @@ class RoundEngine:
                 self.local_store[str(update.key)] = kept
             if update.state is not None:
                 self.client_states[str(update.key)] = update.state
+        self._probed = {}  # the round's data is not kept past it
         if clients:
             backend.reduce(aggregate)
         if aggregate.stat("nonfinite") > 0:
@@ -179,18 +182,19 @@ class RoundEngine:
             for pos in positions:
                 index = cohort[pos]
                 yield (index, *self.train_client(members[index], pos, r, start, ctx,
-                                                 self.work.model, seeded=True))
+                                                 self.work.model, seeded=True,
+                                                 data=self._probed.pop(index, None)))
             return
 
         def train(model: torch.nn.Module, pos: int) -> tuple[int, Any, Any]:
             index = cohort[pos]
             return (index, *self.train_client(members[index], pos, r, start, ctx, model,
-                                              seeded=False))
+                                              seeded=False, data=self._probed.get(index)))
 
         yield from pool.ordered(train, positions)
 
     def train_client(self, member: Any, pos: int, r: int, start: Params, ctx: RoundContext,
-                     model: torch.nn.Module, *, seeded: bool
+                     model: torch.nn.Module, *, seeded: bool, data: ClientData | None = None
                      ) -> tuple[ClientUpdate | None, Params | None]:
         """Member ``member`` (cohort position ``pos``) trained from ``start`` on ``model``:
         (its update or None if skipped, its local parameters to keep or None).
@@ -198,8 +202,9 @@ class RoundEngine:
         ``seeded`` (the calling thread's own model): torch's global generator is seeded
         for the client (dropout, if the model has any) and restored after.  A worker
         thread passes False: the generator is shared, and the update's delta is read now
-        because the model moves on to the next client."""
-        data = self.data_of(member)
+        because the model moves on to the next client.  ``data``: the member's packed data
+        when the selection already read it (a probe), else it is read here."""
+        data = self.data_of(member) if data is None else data
         if data.num_sequences < self.client.min_sequences:
             return None, None
         key = str(data.key)
@@ -222,10 +227,13 @@ class RoundEngine:
             kept = {n: params[n].detach().clone() for n in self.local_names}
         return update, kept
 
-    def _probe(self, member: Any, start: Params) -> float:
+    def _probe(self, index: int, member: Any, start: Params) -> float:
         """The current global model's mean token loss on ``member``'s data (for selection
-        rules such as power-of-choice); nan when it has no data."""
-        data = self.data_of(member)
+        rules such as power-of-choice); nan when it has no data.  The data is kept for the
+        round, so a probed member that is selected is not read and packed twice."""
+        data = self._probed.get(index)
+        if data is None:
+            data = self._probed[index] = self.data_of(member)
         if data.num_sequences == 0:
             return math.nan
         model = self.work.model
