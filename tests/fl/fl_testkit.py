@@ -123,3 +123,27 @@ def memory_federation(config: Any, *, strategy: Any = None, backend: Any = None,
                       source=GroupSource(dataset=ds, keys=tuple(ds.keys()), name="data"),
                       tokenizer=tok, eos_id=tok.token_to_id(EOS), config=config,
                       backend=backend or SequentialBackend(), strategy=strategy)
+
+
+# The config of memory_federation's tests: 3 rounds of 4 clients, plain SGD on both sides.
+MEMORY_BASE: dict[str, Any] = {
+    "data": {"path": "x"}, "output_dir": "x", "rounds": 3, "cohort_size": 4, "seed": 5,
+    "model": {"seq_len": 16},
+    "client": {"optimizer": "sgd", "lr": 0.3, "local_steps": 3, "batch_size": 4,
+               "max_sequences": 12},
+    "server": {"optimizer": "sgd", "lr": 1.0},
+}
+
+
+def memory_config(over: dict[str, Any]) -> Any:
+    """``MEMORY_BASE`` with dotted keys replaced (``{"algorithm.mu": 0.1}``), parsed."""
+    from fedgroups.fl.config import parse_config
+
+    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in MEMORY_BASE.items()}
+    for k, v in over.items():
+        node = cfg
+        *head, last = k.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = v
+    return parse_config(cfg)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from fl_testkit import make_records, memory_federation, tiny_config
+from fl_testkit import make_records, memory_config, memory_federation, tiny_config
 
 from fedgroups.errors import FedGroupsError
 from fedgroups.fl.algorithms import Aggregator, ClientUpdate, client_update, load_params
@@ -27,14 +27,6 @@ from fedgroups.fl.strategy import (
     global_norm,
 )
 
-BASE: dict[str, Any] = {
-    "data": {"path": "x"}, "output_dir": "x", "rounds": 3, "cohort_size": 4, "seed": 5,
-    "model": {"seq_len": 16},
-    "client": {"optimizer": "sgd", "lr": 0.3, "local_steps": 3, "batch_size": 4,
-               "max_sequences": 12},
-    "server": {"optimizer": "sgd", "lr": 1.0},
-}
-
 # Captured from the code before the strategy interface existed (commit 3d4e07c), same data
 # and seed: (sum, sum of |.|, element 123) of the final parameters sorted by name.
 GOLDEN = {
@@ -50,15 +42,7 @@ GOLDEN = {
 }
 
 
-def _config(over: dict[str, Any]) -> Any:
-    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
-    for k, v in over.items():
-        node = cfg
-        *head, last = k.split(".")
-        for p in head:
-            node = node.setdefault(p, {})
-        node[last] = v
-    return parse_config(cfg)
+_config = memory_config
 
 
 def _federation(over: dict[str, Any], strategy: Strategy | None = None) -> Federation:

@@ -8,32 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fl_testkit import memory_federation
+from fl_testkit import MEMORY_BASE, memory_config, memory_federation
 
 from fedgroups.fl.backends import Backend
-from fedgroups.fl.config import TrainConfig, parse_config
 from fedgroups.fl.federation import Federation
 from fedgroups.fl.strategy import Strategy
 
-BASE: dict[str, Any] = {
-    "data": {"path": "x"}, "output_dir": "x", "rounds": 3, "cohort_size": 4, "seed": 5,
-    "model": {"seq_len": 16},
-    "client": {"optimizer": "sgd", "lr": 0.3, "local_steps": 3, "batch_size": 4,
-               "max_sequences": 12},
-    "server": {"optimizer": "sgd", "lr": 1.0},
-}
-
-
-def config(over: dict[str, Any]) -> TrainConfig:
-    """``BASE`` with dotted keys replaced (``{"algorithm.mu": 0.1}``), parsed."""
-    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
-    for k, v in over.items():
-        node = cfg
-        *head, last = k.split(".")
-        for p in head:
-            node = node.setdefault(p, {})
-        node[last] = v
-    return parse_config(cfg)
+BASE = MEMORY_BASE
+config = memory_config
 
 
 def federation(over: dict[str, Any], *, strategy: Strategy | None = None,
