@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _dist_tree_worker import worker
+from _dist_worker import tree_worker
 
 from fedgroups.fl.config import parse_config
 from fedgroups.fl.hierarchy.evaluation import eval_params
@@ -38,7 +38,7 @@ def test_two_ranks_equal_the_sequential_tree(method: str, world_data: str, tmp_p
               echo=lambda m: None)
     cfg = world_config_factory(world_data, tmp_path / "dist", **over)
     out = tmp_path / "dist.pt"
-    mp.spawn(worker, args=(2, _free_port(), cfg, str(out)), nprocs=2, join=True)
+    mp.spawn(tree_worker, args=(2, _free_port(), cfg, str(out)), nprocs=2, join=True)
     ranks = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2)]
     leaves = [n.path for n in seq.root.walk() if n.is_leaf]
     assert sorted(ranks[0]["params"]) == sorted(leaves)
