@@ -35,8 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 import tables
-from common import Context, Run, Tuned
+import tuning
+from common import Context, Run
 from tables import fmt
+from tuning import Tuned
 
 ALGORITHMS = ("fedavg", "fedsgd", "fedprox", "scaffold")
 NAME = {"fedavg": "FedAvg", "fedsgd": "FedSGD", "fedprox": "FedProx", "scaffold": "SCAFFOLD"}
@@ -61,7 +63,7 @@ def _number(v: str) -> float | str:
 
 
 def _read_tuning(path: Path) -> list[dict[str, Any]]:
-    """A tuning table written by ``common.tune`` (its CSV), values as numbers."""
+    """A tuning table written by ``tuning.tune`` (its CSV), values as numbers."""
     with path.open() as f:
         rows = list(csv.DictReader(f))
     return [{"algorithm": r["algorithm"], "client_lr": _number(r["client_lr"]),
@@ -75,7 +77,7 @@ def base_tuning(ctx: Context, table: Path | None) -> list[dict[str, Any]]:
     scale's grid and no setting was changed with --set, else the grid is run here (runs
     already trained are reused).  The table does not name its corpus: reusing it is the
     caller's claim that the corpus is the same."""
-    grid = {(a, "-" if c is None else c, s) for a, c, s in common.tuning_runs(ctx)}
+    grid = {(a, "-" if c is None else c, s) for a, c, s in tuning.tuning_runs(ctx)}
     if table is not None and table.exists():
         rows = _read_tuning(table)
         same = {(r["algorithm"], r["client_lr"], r["server_lr"]) for r in rows} == grid
@@ -83,7 +85,7 @@ def base_tuning(ctx: Context, table: Path | None) -> list[dict[str, Any]]:
             ctx.log(f"tuning: FedAvg and FedSGD rates from {table} (same grid)")
             return [{**r, "source": _display(table)} for r in rows]
         ctx.log(f"tuning: {table} is for another grid or settings; running the grid")
-    return [{**r, "source": "this run"} for r in common.grid_rows(ctx)]
+    return [{**r, "source": "this run"} for r in tuning.grid_rows(ctx)]
 
 
 def _display(path: Path) -> str:
@@ -96,7 +98,7 @@ def _display(path: Path) -> str:
 def tune(ctx: Context, algorithms: tuple[str, ...], table: Path | None) -> dict[str, Tuned]:
     """Chosen settings per algorithm; writes ``tuning.md`` / ``tuning.csv``."""
     rows = base_tuning(ctx, table)
-    best = common.choose(rows, ("fedavg", "fedsgd"))
+    best = tuning.choose(rows, ("fedavg", "fedsgd"))
     fedavg = best["fedavg"]
     extra: list[tuple[dict[str, Any], Run]] = []
     if "fedprox" in algorithms:  # mu at FedAvg's chosen rates
@@ -105,19 +107,19 @@ def tune(ctx: Context, algorithms: tuple[str, ...], table: Path | None) -> dict[
                       params=(("mu", mu),))
             extra.append(({"algorithm": "fedprox", "client_lr": fedavg.client_lr,
                            "server_lr": fedavg.server_lr, "mu": mu},
-                          common.tuning_run(ctx, f"fedprox-c{fedavg.client_lr:g}-"
+                          tuning.tuning_run(ctx, f"fedprox-c{fedavg.client_lr:g}-"
                                             f"s{fedavg.server_lr:g}-mu{mu:g}",
-                                            common.algorithm_overrides("fedprox", t))))
+                                            tuning.algorithm_overrides("fedprox", t))))
     if "scaffold" in algorithms:  # client lr over FedAvg's grid, FedAvg's server rate
         for clr in ctx.scale.client_lrs:
             t = Tuned(client_lr=clr, server_lr=fedavg.server_lr)
             extra.append(({"algorithm": "scaffold", "client_lr": clr,
                            "server_lr": fedavg.server_lr},
-                          common.tuning_run(ctx, f"scaffold-c{clr:g}-s{fedavg.server_lr:g}",
-                                            common.algorithm_overrides("scaffold", t))))
+                          tuning.tuning_run(ctx, f"scaffold-c{clr:g}-s{fedavg.server_lr:g}",
+                                            tuning.algorithm_overrides("scaffold", t))))
     if extra:
         ctx.log(f"tuning: {len(extra)} runs of {ctx.scale.tune_rounds} rounds")
-    losses = common.validation_losses(ctx, [run for _, run in extra])
+    losses = tuning.validation_losses(ctx, [run for _, run in extra])
     for (row, _), (val, tr) in zip(extra, losses):
         rows.append({**row, "val_loss": val, "train_loss": tr, "source": "this run"})
     for alg in ("fedprox", "scaffold"):
@@ -308,7 +310,7 @@ def final_runs(ctx: Context, tuned: dict[str, Tuned],
     runs = {}
     for alg, t in tuned.items():
         for seed in ctx.scale.seeds:
-            run = common.final_run(ctx, alg, t, seed, "constant")
+            run = tuning.final_run(ctx, alg, t, seed, "constant")
             if alg in fixed:
                 run = Run(f"{run.name}-c{fixed[alg]:g}", run.overrides)
             runs[(alg, seed)] = run

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 import tables
+import tuning
 from common import ALGORITHMS, Context, Run
 from tables import fmt
 
@@ -38,14 +39,14 @@ PAPER = {
 NAME = {"fedavg": "FedAvg", "fedsgd": "FedSGD"}
 
 
-def final_runs(ctx: Context, tuned: dict[str, common.Tuned],
+def final_runs(ctx: Context, tuned: dict[str, tuning.Tuned],
                schedule: str) -> dict[tuple[str, int], Run]:
-    return {(alg, seed): common.final_run(ctx, alg, tuned[alg], seed, schedule)
+    return {(alg, seed): tuning.final_run(ctx, alg, tuned[alg], seed, schedule)
             for alg in ALGORITHMS for seed in ctx.scale.seeds}
 
 
 def summarize(ctx: Context, dirs: dict[tuple[str, int], Path],
-              tuned: dict[str, common.Tuned]) -> dict[str, object]:
+              tuned: dict[str, tuning.Tuned]) -> dict[str, object]:
     seeds = ctx.scale.seeds
     last = {k: common.metrics(d)[-1] for k, d in dirs.items()}
     rows = []
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_arguments(parser)
-    parser.add_argument("--schedule", choices=common.SCHEDULES, default="constant",
+    parser.add_argument("--schedule", choices=tuning.SCHEDULES, default="constant",
                         help="server schedule of the compared runs (default constant; the "
                         "others are the runs of schedules.py)")
     args = parser.parse_args(argv)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = common.context(args, "meta_learning" + suffix)
     common.ensure_corpus(ctx)
     common.ensure_tokenizer(ctx)
-    tuned = common.tune(ctx)
+    tuned = tuning.tune(ctx)
     ctx.log(f"chosen: {tuned}")
     runs = final_runs(ctx, tuned, args.schedule)
     ctx.log(f"training: {len(runs)} runs of {ctx.scale.rounds} rounds")

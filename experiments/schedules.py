@@ -24,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 import tables
-from common import ALGORITHMS, SCHEDULES, Context
+import tuning
+from common import ALGORITHMS, Context
 from tables import fmt
+from tuning import SCHEDULES
 
 NAME = {"fedavg": "FedAvg", "fedsgd": "FedSGD"}
 LOSS = "eval/heldout/loss"
@@ -114,12 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     ctx = common.context(args, "schedules")
     common.ensure_corpus(ctx)
     common.ensure_tokenizer(ctx)
-    tuned = common.tune(ctx)
+    tuned = tuning.tune(ctx)
     ctx.log(f"chosen: {tuned}")
     # The constant-schedule runs last: meta_learning.py trains the same ones.
     keys = [(alg, sched, seed) for sched in (*SCHEDULES[1:], SCHEDULES[0])
             for alg in ALGORITHMS for seed in ctx.scale.seeds]
-    runs = [common.final_run(ctx, alg, tuned[alg], seed, sched) for alg, sched, seed in keys]
+    runs = [tuning.final_run(ctx, alg, tuned[alg], seed, sched) for alg, sched, seed in keys]
     ctx.log(f"training: {len(runs)} runs of {ctx.scale.rounds} rounds (cached ones reused)")
     dirs = dict(zip(keys, common.train_all(ctx, runs)))
     summarize(ctx, dirs)

@@ -116,7 +116,7 @@ def test_tuning_table_is_not_reused_for_another_grid_or_settings(
                           [("fedavg", "0.3", slr, "5.5"), ("fedsgd", "-", "0.003", "5.9")])
     ran = [{"algorithm": "fedavg", "client_lr": 0.3, "server_lr": 0.003, "val_loss": 1.0,
             "train_loss": 1.0}]
-    monkeypatch.setattr(algorithms.common, "grid_rows", lambda ctx: ran)
+    monkeypatch.setattr(algorithms.tuning, "grid_rows", lambda ctx: ran)
     got = algorithms.base_tuning(_context(tmp_path, changed=case == "settings changed"), table)
     assert [(r["val_loss"], r["source"]) for r in got] == [(1.0, "this run")]
 
