@@ -42,7 +42,7 @@ import torch
 
 from fedgroups.fl.algorithms import ClientUpdate, Params, client_update
 from fedgroups.fl.client_data import ClientData
-from fedgroups.fl.config import ClientConfig, ConfigError
+from fedgroups.fl.config import ALGORITHMS, ClientConfig, ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,20 +97,6 @@ class Algorithm:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         pass
-
-
-# name -> "module:callable", imported only when a run asks for it (a config error never
-# imports torch).  Each built-in is one file in fl/algos/.
-ALGORITHMS: dict[str, str] = {
-    "fedavg": "fedgroups.fl.algos.fedavg:FedAvg",
-    "fedsgd": "fedgroups.fl.algos.fedsgd:FedSGD",
-    "fedprox": "fedgroups.fl.algos.fedprox:FedProx",
-    "scaffold": "fedgroups.fl.algos.scaffold:Scaffold",
-    "fedavgm": "fedgroups.fl.algos.fedopt:FedAvgM",
-    "fedadam": "fedgroups.fl.algos.fedopt:FedAdam",
-    "fedyogi": "fedgroups.fl.algos.fedopt:FedYogi",
-    "fedadagrad": "fedgroups.fl.algos.fedopt:FedAdagrad",
-}
 
 
 def valid_settings(fn: Callable[..., Any]) -> list[str]:

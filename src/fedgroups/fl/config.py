@@ -19,9 +19,18 @@ from fedgroups.fl.errors import ConfigError
 
 OptimizerName = Literal["sgd", "momentum", "adam"]
 ScheduleName = Literal["constant", "warmup_cosine", "warmup_exponential"]
-# Names of fl/algorithm.py's ALGORITHMS (kept here so a config error never imports torch).
-ALGORITHM_NAMES = ("fedavg", "fedsgd", "fedprox", "scaffold", "fedavgm", "fedadam", "fedyogi",
-                   "fedadagrad")
+# The built-in algorithms by name, as "module:callable" (imported only when a run asks for
+# one, so a config error never imports torch); each is one file in fl/algos/.
+ALGORITHMS: dict[str, str] = {
+    "fedavg": "fedgroups.fl.algos.fedavg:FedAvg",
+    "fedsgd": "fedgroups.fl.algos.fedsgd:FedSGD",
+    "fedprox": "fedgroups.fl.algos.fedprox:FedProx",
+    "scaffold": "fedgroups.fl.algos.scaffold:Scaffold",
+    "fedavgm": "fedgroups.fl.algos.fedopt:FedAvgM",
+    "fedadam": "fedgroups.fl.algos.fedopt:FedAdam",
+    "fedyogi": "fedgroups.fl.algos.fedopt:FedYogi",
+    "fedadagrad": "fedgroups.fl.algos.fedopt:FedAdagrad",
+}
 AlgorithmName = str
 ServerOptimizerName = Literal["sgd", "momentum", "adam", "fedadam", "yogi", "adagrad"]
 WeightingName = Literal["uniform", "examples", "tokens"]
@@ -209,9 +218,9 @@ class AlgorithmConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.factory is not None or self.name in ALGORITHM_NAMES,
+        _check(self.factory is not None or self.name in ALGORITHMS,
                f"algorithm.name: unknown algorithm {self.name!r}; built-ins: "
-               f"{', '.join(sorted(ALGORITHM_NAMES))} (or algorithm.factory: 'pkg.mod:fn')")
+               f"{', '.join(sorted(ALGORITHMS))} (or algorithm.factory: 'pkg.mod:fn')")
 
 
 @dataclass(frozen=True, kw_only=True)
